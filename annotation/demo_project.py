@@ -1,0 +1,33 @@
+"""The demo project behind ``im2im-active demo`` and ``make run``: synthetic nuclei with Otsu pseudo labels.
+
+The images and their ground truth live inside the project folder (``PROJECT/data/``) so the demo is one
+self-contained folder a user can delete; ground truth is kept for ``simulate`` and tests, never shown as a
+label.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from resources.demo import write_demo_dataset
+
+from .importer import Progress
+from .project import Project
+from .setup import init_project
+
+
+def ensure_demo_project(
+    root: str | os.PathLike, *, progress: Progress | None = None, n_images: int = 12, size: int = 256,
+    three_d: bool = False, task: str = "semantic", seed: int = 0,
+) -> Path:
+    """Create the demo project at ``root`` unless one is already there; return its folder."""
+    root = Path(root)
+    if (root / Project.DB).exists():
+        return root
+    data = root / "data"
+    write_demo_dataset(data, n_images=n_images, size=size, seed=seed, three_d=three_d)
+    project, _ = init_project(root, data / "images", pseudo="otsu", task=task, progress=progress)
+    project.store.set_meta("demo_truth", str((data / "truth").resolve()))
+    project.close()
+    return root

@@ -1,0 +1,225 @@
+"""A project on disk: the folder layout, its database and its configuration.
+
+```
+PROJECT/
+  project.db    SQLite store (annotation.store)
+  config.yaml   engine config (validated by im2im_engine) + a ``loop:`` section (validated here)
+  models/       one folder per model version, written atomically by the engine worker
+  exports/      what the user exported
+  jobs/         job specs, their scratch data and logs
+```
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .store import Store, StoreError
+
+TASKS = ("semantic", "instance", "regression")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
+
+
+class ProjectError(RuntimeError):
+    """A user-facing problem with a project (message names the path and the problem)."""
+
+
+class LoopSettings(BaseModel):
+    """How the active-learning loop behaves. Lives under ``loop:`` in ``config.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["least_confidence", "margin", "entropy", "bald", "batch_diversity", "random"] = "entropy"
+    random_share: float = Field(0.1, ge=0.0, le=1.0, description="share of each batch picked at random")
+    batch_size: int = Field(5, ge=1, description="images proposed per round")
+    retrain_every: int = Field(3, ge=1, description="fine-tune after this many newly corrected images")
+    pseudo_weight: float = Field(0.3, ge=0.0, le=1.0, description="loss weight of pseudo-labelled pixels")
+    finetune_steps: int = Field(150, ge=1)
+    initial_steps: int = Field(400, ge=1)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of corrected images held out")
+    accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on validation")
+    plateau_rounds: int = Field(3, ge=1, description="rounds without improvement before hinting to stop")
+    plateau_delta: float = Field(0.005, ge=0.0)
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{key}: {err['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def preset_path(task: str, three_d: bool) -> Path:
+    name = {"semantic": "semantic", "instance": "instance", "regression": "denoise"}[task]
+    path = CONFIG_DIR / f"{name}_{'3d' if three_d else '2d'}.yaml"
+    if not path.exists():
+        raise ProjectError(f"{path}: no bundled preset for a {'3D' if three_d else '2D'} {task} task; pass --config")
+    return path
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: file does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{path}: invalid YAML ({exc})".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProjectError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validate_engine_config(data: dict, source: str) -> Any:
+    """Validate with the engine's own schema so errors name the key and the allowed values."""
+    from im2im_engine.config import ConfigError, load_config
+
+    try:
+        return load_config(data)
+    except ConfigError as exc:
+        raise ProjectError(f"{source}: {exc}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Project:
+    """An open project. Create with :meth:`create`, open with :meth:`open`; close when done."""
+
+    DB = "project.db"
+    CONFIG = "config.yaml"
+
+    def __init__(self, root: Path, store: Store):
+        self.root = root
+        self.store = store
+        self._config: dict | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, root: str | os.PathLike, task: str, config: dict) -> Project:
+        """Make the folder layout and an empty database. Refuses to overwrite an existing project."""
+        root = Path(root).resolve()
+        if task not in TASKS:
+            raise ProjectError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if (root / cls.DB).exists():
+            raise ProjectError(f"{root}: a project already exists here; open it or choose another folder")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"{root}: cannot create the project folder ({exc.strerror})") from None
+        if not os.access(root, os.W_OK):
+            raise ProjectError(f"{root}: project folder is not writable")
+        for sub in ("models", "exports", "jobs"):
+            (root / sub).mkdir(exist_ok=True)
+        store = Store(root / cls.DB, create=True)
+        project = cls(root, store)
+        project.save_config(config)
+        store.set_meta("task", task)
+        store.set_meta("created_with", "im2im-active")
+        return project
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> Project:
+        root = Path(root).resolve()
+        if not root.exists():
+            raise ProjectError(f"{root}: folder does not exist")
+        if not (root / cls.DB).exists():
+            raise ProjectError(f"{root}: not an im2im-active project (no {cls.DB})")
+        try:
+            store = Store(root / cls.DB)
+        except StoreError as exc:
+            raise ProjectError(str(exc)) from None
+        return cls(root, store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ layout
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def task(self) -> str:
+        return self.store.get_meta("task", "semantic")
+
+    # ------------------------------------------------------------ configuration
+    @property
+    def config(self) -> dict:
+        """The whole ``config.yaml`` (engine keys + ``loop``), read once per project object."""
+        if self._config is None:
+            self._config = read_yaml(self.root / self.CONFIG)
+        return self._config
+
+    def engine_config_dict(self) -> dict:
+        return {k: v for k, v in self.config.items() if k != "loop"}
+
+    def engine_config(self) -> Any:
+        return validate_engine_config(self.engine_config_dict(), str(self.root / self.CONFIG))
+
+    @property
+    def loop(self) -> LoopSettings:
+        try:
+            return LoopSettings(**(self.config.get("loop") or {}))
+        except ValidationError as exc:
+            raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (loop)", exc)) from None
+
+    def save_config(self, config: dict) -> None:
+        """Validate then write atomically; a bad config never replaces a good one."""
+        engine = {k: v for k, v in config.items() if k != "loop"}
+        validate_engine_config(engine, str(self.root / self.CONFIG))
+        try:
+            LoopSettings(**(config.get("loop") or {}))
+        except ValidationError as exc:
+            raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (loop)", exc)) from None
+        atomic_write_text(self.root / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
+        self._config = config
+
+
+def build_config(task: str, three_d: bool, n_channels: int, user_config: str | os.PathLike | None) -> dict:
+    """The project's config: the user's YAML or the bundled preset, fitted to the data's channel count."""
+    source = Path(user_config) if user_config else preset_path(task, three_d)
+    config = read_yaml(source)
+    data = config.setdefault("data", {})
+    if not user_config:
+        data["in_channels"] = n_channels
+    config.setdefault("loop", {})
+    return config
+
+
+def remove_partial(path: Path) -> None:
+    """Remove a half-made project folder after a failed ``init`` that created it."""
+    shutil.rmtree(path, ignore_errors=True)

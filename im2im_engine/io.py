@@ -1,0 +1,269 @@
+"""Microscopy image I/O with explicit dimensions.
+
+Everything the engine reads comes through here so the rest of the code can rely on one layout:
+``(C, Z, Y, X)`` for a single timepoint. aicsimageio does the format work (TIFF, OME-TIFF, PNG/JPEG, and
+CZI/ND2/LIF when their reader plugins are installed); reads are lazy (dask) so a time series or a huge
+file only loads the plane block asked for. Writing is OME-TIFF so metadata survives a round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: Extensions tried on import. Others are skipped silently (a folder often has notes, CSVs, ...).
+IMAGE_SUFFIXES = (
+    ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".png", ".jpg", ".jpeg", ".czi", ".nd2", ".lif", ".npy",
+)
+
+#: Refuse to allocate more than this many elements for one timepoint (guards against hostile headers).
+MAX_ELEMENTS = int(os.environ.get("IM2IM_MAX_ELEMENTS", 4 * 1024**3))
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image. The message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What registering an image needs to know, read from metadata only (no pixels)."""
+
+    path: str
+    shape: tuple[int, ...]  # (T, C, Z, Y, X)
+    dims: str  # always "TCZYX"
+    dtype: str
+    channel_names: list[str] = field(default_factory=list)
+    physical_pixel_sizes: tuple[float | None, float | None, float | None] = (None, None, None)
+
+    @property
+    def n_timepoints(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_channels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def is_3d(self) -> bool:
+        return self.shape[2] > 1
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """(Z, Y, X) for stacks, (Y, X) for planes."""
+        z, y, x = self.shape[2:]
+        return (z, y, x) if z > 1 else (y, x)
+
+
+@dataclass
+class ImageData:
+    """One timepoint of an image: ``data`` is ``(C, Z, Y, X)``."""
+
+    data: np.ndarray
+    info: ImageInfo
+
+    @property
+    def spatial(self) -> np.ndarray:
+        """``(C, Y, X)`` for planes, ``(C, Z, Y, X)`` for stacks."""
+        return self.data[:, 0] if self.data.shape[1] == 1 else self.data
+
+
+def is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder`` (recursively) whose name looks like an image, sorted for determinism."""
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: folder does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+
+
+def _open(path: Path):
+    """Open with aicsimageio; map every failure to one readable :class:`ImageReadError`."""
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+    from aicsimageio import AICSImage
+    from aicsimageio.exceptions import UnsupportedFileFormatError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = AICSImage(path)
+            _ = img.dims  # forces the header to be parsed
+        return img
+    except UnsupportedFileFormatError:
+        raise ImageReadError(
+            path, "unsupported format (for CZI/ND2/LIF install the matching aicsimageio reader plugin)"
+        ) from None
+    except Exception as exc:  # corrupt headers raise all sorts of things
+        raise ImageReadError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _info_from_npy(path: Path) -> tuple[ImageInfo, np.ndarray]:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise ImageReadError(path, f"not a readable .npy array ({exc})") from None
+    data = as_czyx(arr, path)
+    info = ImageInfo(str(path), (1, *data.shape), "TCZYX", str(arr.dtype), [f"C{i}" for i in range(data.shape[0])])
+    return info, data
+
+
+def as_czyx(arr: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """Interpret a bare array: (Y,X) -> plane; (Z,Y,X) -> stack; (C,Z,Y,X) kept. Used for .npy inputs."""
+    if arr.ndim == 2:
+        return arr[None, None]
+    if arr.ndim == 3:
+        return arr[None]
+    if arr.ndim == 4:
+        return arr
+    raise ImageReadError(path, f"array has {arr.ndim} dimensions; expected (Y,X), (Z,Y,X) or (C,Z,Y,X)")
+
+
+def image_info(path: str | os.PathLike) -> ImageInfo:
+    """Shape, dims, dtype and channel names from metadata, without reading pixels."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return _info_from_npy(path)[0]
+    img = _open(path)
+    try:
+        dims = img.dims
+        shape = (dims.T, dims.C, dims.Z, dims.Y, dims.X)
+        dtype = str(img.dtype)
+        names = [str(c) for c in (img.channel_names or [])]
+        pps = img.physical_pixel_sizes
+        sizes = (pps.Z, pps.Y, pps.X)
+    except Exception as exc:
+        raise ImageReadError(path, f"cannot read metadata ({type(exc).__name__}: {exc})") from None
+    if min(shape) < 1:
+        raise ImageReadError(path, f"image has an empty dimension (TCZYX = {shape})")
+    if len(names) != shape[1]:
+        names = [f"C{i}" for i in range(shape[1])]
+    return ImageInfo(str(path), shape, "TCZYX", dtype, names, sizes)
+
+
+def read_image(path: str | os.PathLike, t: int = 0, channels: Sequence[int] | None = None) -> ImageData:
+    """Read one timepoint as ``(C, Z, Y, X)``. Only that timepoint (and those channels) are loaded."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        info, data = _info_from_npy(path)
+        data = np.asarray(data if channels is None else data[list(channels)])
+        return ImageData(data, info)
+    info = image_info(path)
+    if not 0 <= t < info.n_timepoints:
+        raise ImageReadError(path, f"timepoint {t} out of range (image has {info.n_timepoints})")
+    n = int(np.prod(info.shape[1:]))
+    if n > MAX_ELEMENTS:
+        raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+    img = _open(path)
+    try:
+        kwargs = {"T": t}
+        if channels is not None:
+            kwargs["C"] = list(channels)
+        data = img.get_image_dask_data("CZYX", **kwargs).compute()
+    except Exception as exc:
+        raise ImageReadError(path, f"pixel data unreadable ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 4:  # a single requested channel can be squeezed by some readers
+        data = data.reshape((-1, *data.shape[-3:]))
+    return ImageData(np.asarray(data), info)
+
+
+def to_spatial(data: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """``(C, Z, Y, X)`` -> engine layout: ``(C, Y, X)`` for 2D (Z must be 1), unchanged for 3D."""
+    if data.ndim != 4:
+        raise ValueError(f"expected (C, Z, Y, X), got shape {data.shape}")
+    if spatial_dims == 2:
+        if data.shape[1] != 1:
+            raise ValueError(f"2D model given a stack with Z={data.shape[1]}; use a 3D config")
+        return data[:, 0]
+    if spatial_dims == 3:
+        return data
+    raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+
+
+def read_mask(path: str | os.PathLike, expected_spatial: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read a label image: ``(Y, X)`` or ``(Z, Y, X)`` integers. RGB and shape mismatches are errors."""
+    path = Path(path)
+    img = read_image(path)
+    data = img.data
+    if data.shape[0] != 1:
+        raise ImageReadError(path, f"mask has {data.shape[0]} channels (RGB?); a label image needs one")
+    mask = data[0, 0] if data.shape[1] == 1 else data[0]
+    if np.issubdtype(mask.dtype, np.floating) and (
+        not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask))
+    ):
+        raise ImageReadError(path, "mask has non-integer values; expected integer labels")
+    if mask.size and (mask.min() < 0):
+        raise ImageReadError(path, "mask has negative label values")
+    if mask.size and mask.max() > np.iinfo(np.int32).max:
+        raise ImageReadError(path, f"mask label values up to {mask.max()} exceed int32")
+    mask = mask.astype(np.int32)
+    if expected_spatial is not None and tuple(mask.shape) != tuple(expected_spatial):
+        raise ImageReadError(path, f"mask shape {mask.shape} differs from its image {tuple(expected_spatial)}")
+    return mask
+
+
+def _atomic_target(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.ome.tif", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_ome_tiff(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    dim_order: str | None = None,
+    channel_names: Sequence[str] | None = None,
+    physical_pixel_sizes: tuple[float | None, float | None, float | None] | None = None,
+) -> Path:
+    """Write an OME-TIFF atomically (temp file + rename). ``dim_order`` defaults from ndim (YX, ZYX, CZYX)."""
+    from aicsimageio.types import PhysicalPixelSizes
+    from aicsimageio.writers import OmeTiffWriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.asarray(data)
+    if dim_order is None:
+        dim_order = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}[data.ndim]
+    if data.dtype == np.int64:
+        data = data.astype(np.int32)
+    kwargs = {}
+    if channel_names is not None:
+        kwargs["channel_names"] = list(channel_names)
+    if physical_pixel_sizes is not None:
+        kwargs["physical_pixel_sizes"] = PhysicalPixelSizes(*physical_pixel_sizes)
+    tmp = _atomic_target(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            OmeTiffWriter.save(data, tmp, dim_order=dim_order, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """Read a target/weight array (``.npy`` or any image file) as it is stored, squeezing T/Z/C of size 1."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    data = read_image(path).data
+    return data[0, 0] if data.shape[:2] == (1, 1) else (data[0] if data.shape[0] == 1 else data)

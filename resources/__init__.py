@@ -1,0 +1,1 @@
+"""Bundled configs, demo-data recipe, icons and style sheet."""

@@ -1,0 +1,78 @@
+"""Reading microscopy images into explicit (C, Z, Y, X) arrays, and writing OME-TIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from im2im_engine import io
+
+
+def test_2d_tiff_png_jpeg_and_npy(tmp_path: Path) -> None:
+    from skimage import io as skio
+
+    img = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", img)
+    skio.imsave(tmp_path / "b.png", img, check_contrast=False)
+    skio.imsave(tmp_path / "c.jpg", img, check_contrast=False)
+    np.save(tmp_path / "d.npy", img)
+    for name in ("a.tif", "b.png", "d.npy"):
+        data = io.read_image(tmp_path / name).data
+        assert data.shape == (1, 1, 40, 30), name
+        np.testing.assert_array_equal(np.asarray(data)[0, 0], img)
+    jpg = io.read_image(tmp_path / "c.jpg").data
+    assert jpg.shape[-2:] == (40, 30)
+    assert [p.name for p in io.find_images(tmp_path)] == ["a.tif", "b.png", "c.jpg", "d.npy"]
+
+
+def test_ome_tiff_multichannel_3d_timeseries_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 4000, (3, 2, 5, 32, 24), dtype=np.uint16)  # T C Z Y X
+    path = tmp_path / "stack with space ü.ome.tif"
+    io.write_ome_tiff(path, data, channel_names=["DAPI", "GFP"])
+    info = io.image_info(path)
+    assert info.shape == (3, 2, 5, 32, 24) and info.is_3d
+    assert info.channel_names == ["DAPI", "GFP"] and all(type(c) is str for c in info.channel_names)
+    second = io.read_image(path, t=1)
+    np.testing.assert_array_equal(np.asarray(second.data), data[1])
+    assert io.to_spatial(np.asarray(second.data), 3).shape == (2, 5, 32, 24)
+    with pytest.raises(ValueError):
+        io.to_spatial(np.asarray(second.data), 2)  # 5 planes cannot be a 2D image
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [(b"", "empty"), (b"II*\x00garbage" * 3, ""), (b"not an image at all", "")],
+)
+def test_unreadable_files_name_the_file(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "broken.tif"
+    path.write_bytes(content)
+    with pytest.raises(io.ImageReadError) as err:
+        io.image_info(path)
+    assert "broken.tif" in str(err.value) and problem in str(err.value)
+
+
+def test_absurd_header_is_refused_without_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as fh:  # a .npy header claiming 10^12 pixels, no data
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<u2", "fortran_order": False, "shape": (1_000_000, 1_000_000)}
+        )
+    with pytest.raises(io.ImageReadError, match=r"huge\.npy"):
+        io.read_image(path)
+
+
+def test_masks_are_checked(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "neg.tif", np.full((8, 8), -1, np.int16))
+    tifffile.imwrite(tmp_path / "float.tif", np.full((8, 8), 0.5, np.float32))
+    tifffile.imwrite(tmp_path / "ok.tif", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    with pytest.raises(io.ImageReadError, match="negative"):
+        io.read_mask(tmp_path / "neg.tif")
+    with pytest.raises(io.ImageReadError, match=r"float\.tif"):
+        io.read_mask(tmp_path / "float.tif")
+    with pytest.raises(io.ImageReadError, match="shape"):
+        io.read_mask(tmp_path / "ok.tif", expected_spatial=(9, 8))
+    assert io.read_mask(tmp_path / "ok.tif", expected_spatial=(8, 8)).max() == 63
