@@ -103,8 +103,19 @@ def match_masks(images: list[ImageRecord], labels_dir: Path) -> tuple[dict[int, 
     return matches, unmatched
 
 
+def fit_mask_to_task(mask: np.ndarray, task: str, num_classes: int = 2) -> np.ndarray:
+    """Masks from other tools are often instance ids; for a semantic task with ``num_classes`` classes,
+    values that cannot be class ids (``>= num_classes``, or any value > 0 for a binary task) mean
+    "foreground" and become class 1. Instance masks are kept as they are."""
+    mask = np.asarray(mask)
+    if task == "semantic" and (num_classes <= 2 or mask.max(initial=0) >= num_classes):
+        return (mask > 0).astype(np.int32)
+    return mask.astype(np.int32)
+
+
 def import_masks(
-    store: Store, labels_dir: Path, report: ImportReport, progress: Progress | None = None
+    store: Store, labels_dir: Path, report: ImportReport, progress: Progress | None = None,
+    task: str = "semantic", num_classes: int = 2,
 ) -> None:
     """Masks from another tool, matched by stem, stored as the ``pseudo`` version of each image's t=0."""
     images = store.images()
@@ -117,6 +128,7 @@ def import_masks(
         except (io.ImageReadError, OSError) as exc:
             report.labels_skipped.append((str(mask_path), getattr(exc, "problem", None) or str(exc)))
         else:
+            mask = fit_mask_to_task(mask, task, num_classes)
             store.put_label(image_id, "pseudo", mask, source=f"import:{mask_path}")
             report.labels += 1
         if progress:

@@ -40,9 +40,7 @@ class LoopSettings(BaseModel):
     random_share: float = Field(0.1, ge=0.0, le=1.0, description="share of each batch picked at random")
     batch_size: int = Field(5, ge=1, description="images proposed per round")
     retrain_every: int = Field(3, ge=1, description="fine-tune after this many newly corrected images")
-    pseudo_weight: float = Field(0.3, ge=0.0, le=1.0, description="loss weight of pseudo-labelled pixels")
-    finetune_steps: int = Field(150, ge=1)
-    initial_steps: int = Field(400, ge=1)
+    finetune_steps: int = Field(150, ge=1, description="steps per fine-tuning round (round 0: training.steps)")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of corrected images held out")
     accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on validation")
     plateau_rounds: int = Field(3, ge=1, description="rounds without improvement before hinting to stop")
@@ -89,6 +87,15 @@ def validate_engine_config(data: dict, source: str) -> Any:
         raise ProjectError(f"{source}: {exc}") from None
 
 
+def check_config(config: dict, source: str) -> None:
+    """Validate the engine part with the engine's schema and the ``loop`` part with :class:`LoopSettings`."""
+    validate_engine_config({k: v for k, v in config.items() if k != "loop"}, source)
+    try:
+        LoopSettings(**(config.get("loop") or {}))
+    except ValidationError as exc:
+        raise ProjectError(_format_validation(f"{source} (loop)", exc)) from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -122,6 +129,7 @@ class Project:
             raise ProjectError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if (root / cls.DB).exists():
             raise ProjectError(f"{root}: a project already exists here; open it or choose another folder")
+        check_config(config, str(root / cls.CONFIG))  # before anything is created
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -199,12 +207,7 @@ class Project:
 
     def save_config(self, config: dict) -> None:
         """Validate then write atomically; a bad config never replaces a good one."""
-        engine = {k: v for k, v in config.items() if k != "loop"}
-        validate_engine_config(engine, str(self.root / self.CONFIG))
-        try:
-            LoopSettings(**(config.get("loop") or {}))
-        except ValidationError as exc:
-            raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (loop)", exc)) from None
+        check_config(config, str(self.root / self.CONFIG))
         atomic_write_text(self.root / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
         self._config = config
 
@@ -217,6 +220,7 @@ def build_config(task: str, three_d: bool, n_channels: int, user_config: str | o
     if not user_config:
         data["in_channels"] = n_channels
     config.setdefault("loop", {})
+    check_config(config, str(source))  # errors name the file the user wrote
     return config
 
 

@@ -84,7 +84,8 @@ def init_project(
         report.added.append(store.add_image(rec))
     disambiguate_names(store)
     if labels is not None:
-        import_masks(store, labels, report, progress)
+        n_classes = int((config.get("task") or {}).get("num_classes", 2))
+        import_masks(store, labels, report, progress, task=task, num_classes=n_classes)
     elif pseudo:
         generate_pseudo_labels(store, task, pseudo, report, progress)
     store.log(

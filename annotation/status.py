@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from .integrity import check_images
 from .project import Project
 
 
 def project_status(project: Project) -> dict:
     store = project.store
+    problems = [str(p) for p in check_images(project)]
     counts = store.counts()
     models = store.models()
     current = store.current_model
@@ -20,6 +22,7 @@ def project_status(project: Project) -> dict:
             {k: m[k] for k in ("version", "status", "round", "metrics", "n_corrected", "seconds", "created_at")}
             for m in models
         ],
+        "problems": problems,
         "running_job": next(({"id": j["id"], "kind": j["kind"], "progress": j["progress"]}
                              for j in store.jobs("running")), None),
     }
@@ -51,4 +54,6 @@ def format_status(status: dict) -> str:
     if status["running_job"]:
         j = status["running_job"]
         lines.append(f"Running   job {j['id']} ({j['kind']}) {100 * j['progress']:.0f}%")
+    for problem in status.get("problems", []):
+        lines.append(f"Warning   {problem}")
     return "\n".join(lines)

@@ -35,3 +35,35 @@ def image_record():
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+#: Engine settings small enough to train in seconds on 2 CPU cores (tests only).
+FAST_ENGINE = {
+    "training": {"steps": 12, "batch_size": 2, "val_every": 6},
+    "inference": {"roi_size": [64, 64], "sw_batch_size": 2},
+    "uncertainty": {"passes": 3},
+}
+
+
+def make_fast(project, steps: int = 12, finetune_steps: int = 8) -> None:
+    """Shrink a project's config so a training round takes seconds."""
+    config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in project.config.items()}
+    for section, values in FAST_ENGINE.items():
+        config.setdefault(section, {}).update(values)
+    config["training"]["steps"] = steps
+    data = config.setdefault("data", {})
+    data["patch_size"] = [64, 64]
+    config.setdefault("loop", {}).update({"finetune_steps": finetune_steps, "batch_size": 2, "retrain_every": 1})
+    project.save_config(config)
+
+
+@pytest.fixture
+def small_project(tmp_path: Path, demo_folder):
+    """An initialised semantic project on the demo folder, with a fast config; yields its folder."""
+    from annotation.setup import init_project
+
+    images, _ = demo_folder
+    project, _ = init_project(tmp_path / "proj", images, pseudo="otsu", task="semantic")
+    make_fast(project)
+    project.close()
+    return tmp_path / "proj"

@@ -1,0 +1,214 @@
+"""A simulated annotator: ground-truth masks stand in for the person, to compare query strategies honestly.
+
+For each seed, round 0 (a model trained from the pseudo labels) is trained once and copied for every
+strategy, so the strategies start from the same model and differ only in what they pick. A fixed test
+split (the same for all seeds and strategies) is never proposed, never trained on, and is scored after
+every round.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from im2im_engine import io
+from im2im_engine.metrics import ap50, dice
+
+from .corrections import apply_mask
+from .importer import file_stem
+from .loop import next_images, score, train_round
+from .project import Project, ProjectError
+from .setup import init_project
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class SimulationSettings:
+    images: Path
+    truth: Path
+    pseudo: str  # "otsu" or a folder of masks
+    strategies: list[str]
+    rounds: int
+    per_round: int
+    out: Path
+    seeds: int = 1
+    test_fraction: float = 0.25
+    steps: int | None = None
+    initial_steps: int | None = None
+    task: str = "semantic"
+
+
+def _truth_masks(settings: SimulationSettings, project: Project) -> dict[int, np.ndarray]:
+    by_stem = {file_stem(p): p for p in io.find_images(settings.truth)}
+    truth = {}
+    for image in project.store.images():
+        path = by_stem.get(image.name)
+        if path is None:
+            raise ProjectError(f"{settings.truth}: no truth mask for image {image.name}")
+        truth[image.id] = io.read_mask(path, expected_spatial=tuple(image.spatial_shape))
+    return truth
+
+
+def _evaluate(project: Project, truth: dict[int, np.ndarray], version: str, ids: list[int]) -> dict[str, float]:
+    store = project.store
+    dices, aps = [], []
+    for image_id in ids:
+        pred = store.get_label(image_id, version)
+        if pred is None:
+            raise ProjectError(f"no {version} label for test image {image_id}")
+        pred = pred.reshape(truth[image_id].shape)
+        dices.append(dice(pred, truth[image_id]))
+        if project.task == "instance":
+            aps.append(ap50(pred, truth[image_id]))
+    result = {"dice": float(np.mean(dices))}
+    if aps:
+        result["ap50"] = float(np.mean(aps))
+    return result
+
+
+def _base_project(settings: SimulationSettings, log: Log) -> tuple[Path, list[int]]:
+    base = settings.out / "runs" / "base"
+    if base.exists():
+        shutil.rmtree(base)
+    labels = None if settings.pseudo == "otsu" else settings.pseudo
+    project, _ = init_project(base, settings.images, labels_dir=labels,
+                              pseudo="otsu" if labels is None else None, task=settings.task)
+    with project:
+        ids = [im.id for im in project.store.images()]
+        n_test = max(1, round(len(ids) * settings.test_fraction))
+        if n_test >= len(ids):
+            raise ProjectError(f"{settings.images}: {len(ids)} images are too few for a test split of {n_test}")
+        test = sorted(np.random.default_rng(20261124).choice(ids, n_test, replace=False).tolist())
+        project.store.set_split(test, "test")
+    log(f"simulate: {len(ids)} images, {n_test} held out for testing")
+    return base, test
+
+
+def _set_seed(project: Project, seed: int, settings: SimulationSettings, steps: int | None) -> None:
+    config = dict(project.config)
+    training = dict(config.get("training") or {})
+    training["seed"] = seed
+    if steps is not None:
+        training["steps"] = steps
+    config["training"] = training
+    loop = dict(config.get("loop") or {})
+    if settings.steps is not None:
+        loop["finetune_steps"] = settings.steps
+    config["loop"] = loop
+    project.save_config(config)
+
+
+def run_simulation(settings: SimulationSettings, log: Log = print) -> dict:
+    """Run every strategy for every seed; write ``curve.csv`` and ``curve.png``; return the summary."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    base, test_ids = _base_project(settings, log)
+    with Project.open(base) as project:
+        truth = _truth_masks(settings, project)
+        pseudo = _evaluate(project, truth, "pseudo", test_ids)
+    log(f"simulate: pseudo labels on the test split: dice {pseudo['dice']:.3f}")
+    rows: list[dict] = []
+    for seed in range(settings.seeds):
+        round0 = settings.out / "runs" / f"seed{seed}-round0"
+        _copy(base, round0)
+        with Project.open(round0) as project:
+            _set_seed(project, seed, settings, settings.initial_steps)
+            result = train_round(project)
+            log(f"seed {seed}: round 0 ({result.message}) {result.seconds:.0f} s")
+            score(project, include_test=True)
+        for strategy in settings.strategies:
+            run = settings.out / "runs" / f"{strategy}-seed{seed}"
+            _copy(round0, run)
+            with Project.open(run) as project:
+                rows.append(_row(project, truth, test_ids, strategy, seed, 0))
+                for r in range(1, settings.rounds + 1):
+                    picked = next_images(project, settings.per_round, strategy, seed=seed * 1000 + r)
+                    for entry in picked:
+                        apply_mask(project, project.store.image(entry.image_id), truth[entry.image_id],
+                                   author="simulated")
+                    result = train_round(project)
+                    score(project, include_test=True)
+                    rows.append(_row(project, truth, test_ids, strategy, seed, r))
+                    log(f"seed {seed} {strategy} round {r}: {len(picked)} corrected, dice "
+                        f"{rows[-1]['dice']:.3f} ({result.message})")
+            shutil.rmtree(run / "jobs", ignore_errors=True)
+    summary = summarise(rows, settings.strategies, pseudo["dice"])
+    write_curve(settings.out, rows, settings.task == "instance", summary)
+    return summary
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("jobs", "*.db-wal", "*.db-shm"))
+
+
+def _row(project: Project, truth: dict, test_ids: list[int], strategy: str, seed: int, rnd: int) -> dict:
+    metrics = _evaluate(project, truth, "prediction", test_ids)
+    n_corrected = int(project.store.scalar("SELECT COUNT(DISTINCT image_id) FROM labels WHERE version='corrected'"))
+    return {"strategy": strategy, "seed": seed, "round": rnd, "n_corrected": n_corrected, **metrics}
+
+
+def summarise(rows: list[dict], names: list[str], pseudo_dice: float) -> dict:
+    out: dict = {"strategies": {}, "pseudo_dice": round(pseudo_dice, 4)}
+    for name in names:
+        mine = [r for r in rows if r["strategy"] == name]
+        rounds = sorted({r["round"] for r in mine})
+        means = [float(np.mean([r["dice"] for r in mine if r["round"] == k])) for k in rounds]
+        xs = [float(np.mean([r["n_corrected"] for r in mine if r["round"] == k])) for k in rounds]
+        span = xs[-1] - xs[0] if len(xs) > 1 else 0.0
+        auc = float(np.trapezoid(means, xs) / span) if span > 0 else (means[0] if means else 0.0)
+        out["strategies"][name] = {"dice": [round(m, 4) for m in means], "final_dice": round(means[-1], 4),
+                                   "auc": round(auc, 4)}
+    return out
+
+
+def write_curve(out: Path, rows: list[dict], instance: bool, summary: dict) -> None:
+    fields = ["strategy", "seed", "round", "n_corrected", "dice"] + (["ap50"] if instance else [])
+    tmp = out / ".curve.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "dice": f"{r['dice']:.5f}",
+                             **({"ap50": f"{r.get('ap50', 0):.5f}"} if instance else {})})
+    os.replace(tmp, out / "curve.csv")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _plot(out, rows, summary)
+
+
+def _plot(out: Path, rows: list[dict], summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name in summary["strategies"]:
+        mine = [r for r in rows if r["strategy"] == name]
+        rounds = sorted({r["round"] for r in mine})
+        xs = np.array([np.mean([r["n_corrected"] for r in mine if r["round"] == k]) for k in rounds])
+        per = [np.array([r["dice"] for r in mine if r["round"] == k]) for k in rounds]
+        mean = np.array([p.mean() for p in per])
+        lo = np.array([p.min() for p in per])
+        hi = np.array([p.max() for p in per])
+        (line,) = ax.plot(xs, mean, marker="o", label=name)
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.axhline(summary["pseudo_dice"], color="grey", ls="--", label="pseudo labels")
+    ax.set_xlabel("corrected images")
+    ax.set_ylabel("Dice on the test split")
+    ax.set_title("Learning curve (mean over seeds, band = min..max)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out / ".curve.png.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out / "curve.png")
