@@ -161,3 +161,31 @@ def test_kill_9_while_saving_loses_at_most_the_save_in_progress(tmp_path: Path, 
         saved = int(label.sum())
         assert saved >= acknowledged + 1  # every save that returned is there
         assert len(s.history(1)) == saved
+
+
+def test_disk_full_is_a_clear_error_and_work_continues_after(store: Store) -> None:
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 5, (300, 520)).astype(np.int32)
+    store.put_label(1, "pseudo", first)
+    pages = store.scalar("PRAGMA page_count")
+    store.conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk fills up now
+    noisy = rng.integers(0, 70000, (300, 520)).astype(np.int32)  # incompressible: needs many pages
+    with pytest.raises(StoreError, match="nothing was saved"):
+        store.put_label(1, "corrected", noisy)
+    with pytest.raises(StoreError, match="nothing was saved"):
+        store.apply_edit(1, (0, 1, 0, 300, 0, 520), noisy[None])
+    assert store.integrity_check() == "ok"
+    assert store.get_label(1, "corrected") is None and store.history(1) == []
+    np.testing.assert_array_equal(store.get_label(1, "pseudo"), first)
+    store.conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    store.apply_edit(1, (0, 1, 0, 300, 0, 520), noisy[None])
+    np.testing.assert_array_equal(store.get_label(1, "corrected"), noisy)
+
+
+def test_read_only_database_is_a_clear_error(store: Store) -> None:
+    store.conn.execute("PRAGMA query_only = ON")  # what a read-only mount looks like to SQLite writes
+    with pytest.raises(StoreError, match="read-only; nothing was saved"):
+        store.apply_edit(1, (0, 1, 0, 1, 0, 1), np.ones((1, 1, 1), np.int32))
+    store.conn.execute("PRAGMA query_only = OFF")
+    store.apply_edit(1, (0, 1, 0, 1, 0, 1), np.ones((1, 1, 1), np.int32))
+    assert store.get_label(1, "corrected")[0, 0] == 1
