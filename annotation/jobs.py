@@ -114,7 +114,7 @@ def run_job(
                 cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             store.update_job(job_id, status="running", pid=proc.pid, started_at=now(), model_version=model_version)
-            store.log("job_started", job_id=job_id, kind=kind)
+            store.log("job_started", job_id=job_id, job_kind=kind)
             try:
                 outcome = _follow(project, job_id, proc, on_event, should_stop)
             except BaseException:  # Ctrl-C or a failing callback: never leave an orphan worker behind
@@ -128,7 +128,7 @@ def run_job(
             outcome.message = "worker failed: " + (" | ".join(tail) or f"exit code {proc.returncode}")
         store.update_job(job_id, status=outcome.status, finished_at=now(), message=outcome.message[:2000],
                          progress=1.0 if outcome.status == "done" else store.job(job_id)["progress"])
-        store.log(f"job_{outcome.status}", job_id=job_id, kind=kind, message=outcome.message[:500])
+        store.log(f"job_{outcome.status}", job_id=job_id, job_kind=kind, message=outcome.message[:500])
         return outcome
 
 

@@ -90,7 +90,6 @@ def train_round(
         "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
         "output_dir": str(out), "steps": steps, "train": data.train, "val": data.val,
         "evaluate_checkpoint": parent is not None and bool(data.val),
-        "root": str(project.root),
     }
 
     def forward(event: dict) -> None:
@@ -166,8 +165,7 @@ def _score_images(project: Project, version: int, images: list, progress: Progre
     out = model_dir(project, version) / ("scores" if kind == "score" else "predictions")
     by_name = {im.name: im for im in images}
     spec = {"config": project.engine_config_dict(), "checkpoint": str(checkpoint_path(project, version)),
-            "output_dir": str(out), "images": [{"name": im.name, "image": im.path, "t": 0} for im in images],
-            "root": str(project.root)}
+            "output_dir": str(out), "images": [{"name": im.name, "image": im.path, "t": 0} for im in images]}
     stored = 0
     pending: list[dict] = []
 
