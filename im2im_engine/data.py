@@ -1,0 +1,191 @@
+"""Samples, per-image normalisation, patch sampling and light augmentation (numpy, seeded).
+
+Why numpy with one ``np.random.Generator``: the whole batch stream (which image, which centre, which flip)
+is a pure function of ``training.seed``, so two CPU runs give identical losses. Images are normalised
+once per training run and kept in memory (the cache), patches are cut from those arrays.
+
+Patch sampling prefers useful pixels: a ``data.foreground_fraction`` share of patches is centred on a
+foreground pixel or on a corrected pixel (weight at the ``corrected`` level); the rest anywhere with
+weight > 0. Corrections are few and precious, so they must not be drowned by random background patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import DataConfig, EngineConfig
+from .targets import instances_to_classes, semantic_target
+
+MAX_POOL = 200_000  # preferred-centre candidates kept per image (subsampled; bounds memory on huge stacks)
+
+
+@dataclass
+class Sample:
+    """One training/validation image.
+
+    ``image``: (C, *sp) any dtype (a (*sp) array is taken as one channel). ``target``: class ids (semantic),
+    instance ids (instance) or float (C_out, *sp) (regression). ``weight``: float (*sp), 0 = ignore;
+    None means all ones.
+    """
+
+    image: np.ndarray
+    target: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    name: str = ""
+
+
+@dataclass
+class Prepared:
+    """A sample after normalisation and target conversion, ready for patch cutting."""
+
+    image: np.ndarray  # float32 (C, *sp), padded to >= patch
+    target: np.ndarray  # int64 (*sp) or float32 (C_out, *sp)
+    weight: np.ndarray  # float32 (*sp)
+    name: str
+    pools: list[np.ndarray] = field(default_factory=list)  # flat indices of preferred centres
+
+
+def as_channel_first(image: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Accept (C, *sp) or, for one channel, (*sp); check channels and dimensions with a clear message."""
+    arr = np.asarray(image)
+    d = cfg.data.spatial_dims
+    if arr.ndim == d and cfg.data.in_channels == 1:
+        arr = arr[None]
+    if arr.ndim != d + 1:
+        raise ValueError(f"image of shape {arr.shape} does not fit data.spatial_dims={d}: expected (C, "
+                         f"{', '.join('ZYX'[3 - d:])})")
+    if arr.shape[0] != cfg.data.in_channels:
+        raise ValueError(f"image has {arr.shape[0]} channels but data.in_channels={cfg.data.in_channels}")
+    return arr
+
+
+def normalize(image: np.ndarray, data: DataConfig) -> np.ndarray:
+    """Per-image, per-channel normalisation to float32 (robust to camera offsets and bit depth)."""
+    x = np.asarray(image, np.float32)
+    if data.normalization == "none":
+        return np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    for c in range(x.shape[0]):
+        ch = x[c]
+        if data.normalization == "percentile":
+            lo, hi = np.percentile(ch, data.percentiles)
+        elif data.normalization == "minmax":
+            lo, hi = float(ch.min()), float(ch.max())
+        else:  # zscore
+            lo, hi = float(ch.mean()), float(ch.mean() + ch.std())
+        out[c] = (ch - lo) / max(float(hi - lo), 1e-6)
+    return out
+
+
+def prepare_target(target: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Task target -> what the loss consumes: int64 class ids, or float32 (C_out, *sp)."""
+    task = cfg.task
+    t = np.asarray(target)
+    if task.kind == "semantic":
+        return semantic_target(t, task.num_classes)
+    if task.kind == "instance":
+        return instances_to_classes(t, task.instance.boundary_width).astype(np.int64)
+    d = cfg.data.spatial_dims
+    if t.ndim == d:
+        t = t[None]
+    if t.shape[0] != task.out_channels:
+        raise ValueError(f"regression target has {t.shape[0]} channels, task.out_channels={task.out_channels}")
+    t = t.astype(np.float32)
+    if task.normalize_target:
+        t = normalize(t, cfg.data.model_copy(update={"normalization": "percentile"}))
+    return t
+
+
+def _pad_to(arr: np.ndarray, size: list[int], mode: str) -> np.ndarray:
+    d = len(size)
+    sp = arr.shape[-d:]
+    pads = [(0, 0)] * (arr.ndim - d) + [(0, max(0, s - n)) for s, n in zip(size, sp, strict=True)]
+    if all(p == (0, 0) for p in pads):
+        return arr
+    return np.pad(arr, pads, mode=mode) if mode != "constant" else np.pad(arr, pads)
+
+
+def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prepared:
+    """Normalise, convert the target, pad to at least one patch, and index preferred patch centres."""
+    image = normalize(as_channel_first(sample.image, cfg), cfg.data)
+    sp = image.shape[1:]
+    if sample.target is None:
+        raise ValueError(f"sample {sample.name!r}: training needs a target")
+    target = prepare_target(sample.target, cfg)
+    if tuple(target.shape[-len(sp):]) != tuple(sp):
+        raise ValueError(f"sample {sample.name!r}: target shape {target.shape} does not match image {sp}")
+    weight = np.ones(sp, np.float32) if sample.weight is None else np.asarray(sample.weight, np.float32)
+    if weight.shape != sp:
+        raise ValueError(f"sample {sample.name!r}: weight shape {weight.shape} does not match image {sp}")
+    patch = cfg.data.patch_size
+    image = _pad_to(image, patch, "reflect")
+    target = _pad_to(target, patch, "constant")
+    weight = _pad_to(weight, patch, "constant")
+    pools = []
+    valid = weight > 0
+    if cfg.task.kind != "regression":
+        pools.append(np.flatnonzero(valid & (target > 0)))
+    corrected = weight >= cfg.training.weights.corrected
+    n_corr = int(corrected.sum())
+    if 0 < n_corr < int(valid.sum()):  # only a preference when corrections are a minority
+        pools.append(np.flatnonzero(corrected))
+    pools = [p if len(p) <= MAX_POOL else np.sort(rng.choice(p, MAX_POOL, replace=False)) for p in pools if len(p)]
+    return Prepared(image, target, weight, sample.name, pools)
+
+
+class PatchSampler:
+    """Draws augmented patch batches from prepared samples with one seeded generator."""
+
+    def __init__(self, samples: list[Prepared], cfg: EngineConfig, rng: np.random.Generator):
+        if not samples:
+            raise ValueError("training needs at least one sample")
+        self.samples = samples
+        self.cfg = cfg
+        self.rng = rng
+        self.patch = list(cfg.data.patch_size)
+
+    def _centre(self, s: Prepared) -> tuple[int, ...]:
+        rng = self.rng
+        sp = s.weight.shape
+        if s.pools and rng.random() < self.cfg.data.foreground_fraction:
+            pool = s.pools[int(rng.integers(len(s.pools)))]
+            return tuple(int(i) for i in np.unravel_index(pool[int(rng.integers(len(pool)))], sp))
+        return tuple(int(rng.integers(n)) for n in sp)
+
+    def _crop(self, s: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centre = self._centre(s)
+        sp = s.weight.shape
+        starts = [min(max(c - p // 2, 0), n - p) for c, p, n in zip(centre, self.patch, sp, strict=True)]
+        sl = tuple(slice(a, a + p) for a, p in zip(starts, self.patch, strict=True))
+        return s.image[(slice(None), *sl)], s.target[(..., *sl)], s.weight[sl]
+
+    def _augment(self, x: np.ndarray, y: np.ndarray, w: np.ndarray):
+        aug = self.cfg.data.augmentation
+        rng = self.rng
+        d = w.ndim
+        if aug.flips:
+            for ax in range(d):
+                if rng.random() < 0.5:
+                    x, y, w = np.flip(x, ax - d), np.flip(y, ax - d), np.flip(w, ax - d)
+        if aug.rot90 and self.patch[-1] == self.patch[-2]:
+            k = int(rng.integers(4))
+            if k:
+                x, y, w = (np.rot90(a, k, axes=(-2, -1)) for a in (x, y, w))
+        if self.cfg.task.kind != "regression" and (aug.intensity_scale or aug.intensity_shift):
+            scale = 1.0 + rng.uniform(-aug.intensity_scale, aug.intensity_scale)
+            shift = rng.uniform(-aug.intensity_shift, aug.intensity_shift)
+            x = x * np.float32(scale) + np.float32(shift)
+        return x, y, w
+
+    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x (B, C, *patch) float32, y (B, *patch) int64 | (B, C_out, *patch) float32, w (B, *patch))."""
+        xs, ys, ws = [], [], []
+        for _ in range(batch_size):
+            s = self.samples[int(self.rng.integers(len(self.samples)))]
+            x, y, w = self._augment(*self._crop(s))
+            xs.append(np.ascontiguousarray(x, np.float32))
+            ys.append(np.ascontiguousarray(y))
+            ws.append(np.ascontiguousarray(w, np.float32))
+        return np.stack(xs), np.stack(ys), np.stack(ws)

@@ -1,0 +1,176 @@
+"""The training loop: seeded patch batches, weighted loss, validation, best-model keeping, cancellation.
+
+Why the loop owns the checkpoint file: cancellation and early stopping must leave the *last good* model on
+disk. A checkpoint is written (atomically) whenever validation improves, and at the end or on cancel the best
+state (or, without validation, the state after the last completed step) is written. ``should_stop`` is
+polled before every step, so a cancel costs at most one step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .data import PatchSampler, Sample, prepare
+from .losses import compute_loss
+
+if TYPE_CHECKING:
+    from .api import Engine
+
+
+@dataclass
+class TrainResult:
+    """What a training run did. ``history``: one dict per step (``step``, ``loss``; ``metric`` when validated)."""
+
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False
+    best_step: int | None = None
+    stopped_early: bool = False
+    checkpoint: str | None = None
+
+
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+
+
+def _optimizer(engine: Engine) -> torch.optim.Optimizer:
+    t = engine.config.training
+    params = [p for p in engine.net.parameters() if p.requires_grad]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def split_validation(train: list[Sample], fraction: float, rng: np.random.Generator) -> tuple[list[Sample], list[Sample]]:
+    """Hold out ``fraction`` of the training samples (at least one, never all) for validation."""
+    if fraction <= 0 or len(train) < 2:
+        return train, []
+    n_val = min(len(train) - 1, max(1, round(len(train) * fraction)))
+    order = rng.permutation(len(train))
+    val_idx = set(order[:n_val].tolist())
+    return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
+
+
+def train_loop(
+    engine: Engine,
+    train: list[Sample],
+    val: list[Sample] | None = None,
+    steps: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_path: str | None = None,
+) -> TrainResult:
+    cfg = engine.config
+    t = cfg.training
+    total = t.steps if steps is None else int(steps)
+    torch.manual_seed(t.seed)
+    rng = np.random.default_rng(t.seed)
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    val = list(val or [])
+    if not val and t.val_fraction > 0:
+        train, val = split_validation(list(train), t.val_fraction, rng)
+    prepared = [prepare(s, cfg, rng) for s in train]  # normalised once, cached for the whole run
+    sampler = PatchSampler(prepared, cfg, rng)
+    net = engine.net
+    dev = engine.device
+    opt = _optimizer(engine)
+    use_amp = dev.type == "cuda" and t.amp
+    amp_dtype = engine.amp_dtype if use_amp else None
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    channels_last = dev.type == "cuda" and t.channels_last
+    mem_format = (torch.channels_last if cfg.data.spatial_dims == 2 else torch.channels_last_3d)
+    primary = PRIMARY_METRIC[cfg.task.kind]
+
+    result = TrainResult(steps=0, checkpoint=checkpoint_path)
+    best_metric = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_validations = 0
+    t0 = time.perf_counter()
+    patches = 0
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    for step in range(total):
+        if should_stop is not None and should_stop():
+            result.cancelled = True
+            break
+        net.train()
+        x, y, w = sampler.batch(t.batch_size)
+        xt = torch.from_numpy(x).to(dev, non_blocking=True)
+        yt = torch.from_numpy(y).to(dev, non_blocking=True)
+        wt = torch.from_numpy(w).to(dev, non_blocking=True)
+        if channels_last:
+            xt = xt.contiguous(memory_format=mem_format)
+        for g in opt.param_groups:
+            g["lr"] = t.lr * _lr_factor(step, total, t.warmup_steps, t.schedule)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = net(xt)
+        loss = compute_loss(cfg, logits, yt, wt)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}; lower training.lr "
+                                     "or check the inputs for NaN/inf values")
+        scaler.scale(loss).backward()
+        if t.grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        patches += t.batch_size
+        result.steps = step + 1
+        record: dict[str, Any] = {"step": step + 1, "loss": float(loss.item())}
+
+        if val and ((step + 1) % t.val_every == 0 or step + 1 == total):
+            metrics = engine.evaluate(val)
+            record["metric"] = metrics[primary]
+            record["metrics"] = metrics
+            if metrics[primary] > best_metric:
+                best_metric = metrics[primary]
+                best_state = snapshot()
+                result.best_step = step + 1
+                result.val_metrics = metrics
+                bad_validations = 0
+                if checkpoint_path:
+                    engine.save(checkpoint_path, meta={"step": step + 1, "val_metrics": metrics})
+            else:
+                bad_validations += 1
+        result.history.append(record)
+        if progress is not None:
+            elapsed = time.perf_counter() - t0
+            rate = patches / max(elapsed, 1e-9)
+            event = {"step": step + 1, "total": total, "loss": record["loss"], "metric": record.get("metric"),
+                     "throughput": rate, "eta_s": (total - step - 1) * t.batch_size / max(rate, 1e-9)}
+            progress(event)
+        if t.early_stopping_patience and bad_validations >= t.early_stopping_patience:
+            result.stopped_early = True
+            break
+
+    if best_state is not None:
+        net.load_state_dict(best_state)  # keep the best validated model
+    elif val and not result.cancelled and result.steps:
+        result.val_metrics = engine.evaluate(val)
+    if checkpoint_path:
+        engine.save(checkpoint_path, meta={"step": result.best_step or result.steps, "val_metrics": result.val_metrics,
+                                           "cancelled": result.cancelled})
+    net.eval()
+    return result

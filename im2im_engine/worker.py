@@ -1,0 +1,273 @@
+"""Job worker: ``python -m im2im_engine.worker JOB.json`` runs one train / score / predict job.
+
+Why a subprocess with JSON lines: heavy work never runs in the GUI process, a crash cannot take the app
+down, and the same job spec runs on a GPU node. stdout carries only JSON objects, one per line, flushed
+at once (anything else a library prints is redirected to stderr). Outputs are written atomically. SIGTERM
+(or SIGINT) asks the job to stop: training stops within one step and leaves its last good checkpoint,
+scoring stops between images; the worker then prints a ``result`` with ``"cancelled": true`` and exits 130.
+Failures print ``{"event": "error", "message": ...}`` and exit 1.
+
+Paths in the spec may be relative to the spec file's folder. If the spec has ``"root"``, every path must
+lie under it (a guard against a spec that would read or write elsewhere).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 130
+_NAME = re.compile(r"^[\w.\- ]+$")
+
+
+class JobError(ValueError):
+    """A job spec problem; the message says which field."""
+
+
+class Emitter:
+    """Writes one JSON object per line to the real stdout and flushes it."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        rec = {"event": event, **fields}
+        self.stream.write(json.dumps(rec, default=_jsonable, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+class Job:
+    """A parsed job spec with path resolution and the optional root guard."""
+
+    def __init__(self, spec: dict, base: Path):
+        if not isinstance(spec, dict):
+            raise JobError("job spec must be a JSON object")
+        self.spec = spec
+        self.base = base
+        self.kind = spec.get("kind")
+        if self.kind not in ("train", "score", "predict"):
+            raise JobError(f"kind: must be one of train, score, predict (got {self.kind!r})")
+        root = spec.get("root")
+        self.root = self._resolve_raw(root) if root else None
+        if "output_dir" not in spec or not spec["output_dir"]:
+            raise JobError("output_dir: required")
+        self.output_dir = self.path(spec["output_dir"], "output_dir")
+
+    def _resolve_raw(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return (path if path.is_absolute() else self.base / path).resolve()
+
+    def path(self, p: Any, field: str) -> Path:
+        if not isinstance(p, str) or not p:
+            raise JobError(f"{field}: expected a path string (got {p!r})")
+        path = self._resolve_raw(p)
+        if self.root is not None and not path.is_relative_to(self.root):
+            raise JobError(f"{field}: {path} is outside the job root {self.root}; refused")
+        return path
+
+    def entries(self, key: str) -> list[dict]:
+        items = self.spec.get(key) or []
+        if not isinstance(items, list):
+            raise JobError(f"{key}: expected a list")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "image" not in item:
+                raise JobError(f"{key}[{i}]: expected an object with at least 'image'")
+            name = str(item.get("name") or Path(item["image"]).stem)
+            if not _NAME.match(name) or name in (".", ".."):
+                raise JobError(f"{key}[{i}].name: {name!r} is not a safe file name")
+            item["name"] = name
+        return items
+
+
+def load_image(path: Path, t: int, spatial_dims: int) -> np.ndarray:
+    """A ``.npy`` in engine layout ((C, *sp), or (*sp) for one channel), or any file ``io`` reads."""
+    from . import io as eio
+
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        return arr[None] if arr.ndim == spatial_dims else arr
+    return eio.to_spatial(eio.read_image(path, t=t).data, spatial_dims)
+
+
+def load_array(path: Path) -> np.ndarray:
+    from . import io as eio
+
+    return eio.read_array(path)
+
+
+def _samples(job: Job, key: str, spatial_dims: int, with_target: bool) -> list:
+    from .data import Sample
+
+    out = []
+    for i, item in enumerate(job.entries(key)):
+        image = load_image(job.path(item["image"], f"{key}[{i}].image"), int(item.get("t", 0)), spatial_dims)
+        target = weight = None
+        if with_target:
+            if not item.get("target"):
+                raise JobError(f"{key}[{i}].target: required for training")
+            target = load_array(job.path(item["target"], f"{key}[{i}].target"))
+            if item.get("weight"):
+                weight = load_array(job.path(item["weight"], f"{key}[{i}].weight")).astype(np.float32)
+        out.append(Sample(image, target, weight, item["name"]))
+    return out
+
+
+def _atomic_npz(path: Path, **arrays: Any) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(_clean(data), indent=2, default=_jsonable).encode())
+
+
+def run_job(job: Job, emit: Emitter, stop: dict) -> int:
+    from .api import Engine
+    from .config import load_config
+
+    spec = job.spec
+    cfg_src = spec.get("config")
+    if cfg_src is None:
+        raise JobError("config: required (a YAML path or an inline object)")
+    overrides = {"training": {"steps": int(spec["steps"])}} if spec.get("steps") is not None else None
+    cfg = load_config(cfg_src if isinstance(cfg_src, dict) else job.path(cfg_src, "config"), overrides)
+    ckpt = job.path(spec["checkpoint"], "checkpoint") if spec.get("checkpoint") else None
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine.from_config(cfg, checkpoint=ckpt)
+    d = cfg.data.spatial_dims
+    t0 = time.perf_counter()
+
+    if job.kind == "train":
+        train = _samples(job, "train", d, True)
+        val = _samples(job, "val", d, True)
+        if not train:
+            raise JobError("train: at least one training sample is needed")
+        emit("start", kind="train", n_train=len(train), n_val=len(val), steps=cfg.training.steps,
+             device=str(engine.device))
+        model_path = job.output_dir / "model.pt"
+
+        def progress(p: dict) -> None:
+            emit("progress", **_clean(p))
+            if p.get("metric") is not None:
+                emit("metrics", step=p["step"], metric=p["metric"])
+
+        res = engine.train(train, val, progress=progress, should_stop=lambda: stop["flag"],
+                           checkpoint_path=model_path)
+        metrics = {"steps": res.steps, "best_step": res.best_step, "val_metrics": res.val_metrics,
+                   "cancelled": res.cancelled, "stopped_early": res.stopped_early,
+                   "duration_s": time.perf_counter() - t0,
+                   "final_loss": res.history[-1]["loss"] if res.history else None,
+                   "history": [{k: v for k, v in h.items() if k != "metrics"} for h in res.history]}
+        _atomic_json(job.output_dir / "metrics.json", metrics)
+        emit("result", kind="train", cancelled=res.cancelled, steps=res.steps, best_step=res.best_step,
+             val_metrics=_clean(res.val_metrics), checkpoint=str(model_path),
+             config=str(job.output_dir / "config.yaml"), metrics=str(job.output_dir / "metrics.json"))
+        return EXIT_CANCELLED if res.cancelled else EXIT_OK
+
+    items = job.entries("images")
+    emit("start", kind=job.kind, n_images=len(items), device=str(engine.device))
+    done = 0
+    for i, item in enumerate(items):
+        if stop["flag"]:
+            break
+        image = load_image(job.path(item["image"], f"images[{i}].image"), int(item.get("t", 0)), d)
+        out_file = job.output_dir / f"{item['name']}.npz"
+        if job.kind == "score":
+            unc = engine.uncertainty(image)
+            arrays: dict[str, Any] = {
+                "output": unc.prediction.output.astype(np.float16),
+                "uncertainty": unc.map.astype(np.float16),
+                "embedding": np.asarray(unc.embedding, np.float32),
+                "score": np.float64(unc.score),
+            }
+            if unc.prediction.labels is not None:
+                arrays["labels"] = unc.prediction.labels.astype(np.int32)
+            _atomic_npz(out_file, **arrays)
+            emit("scored", name=item["name"], file=str(out_file), score=_clean(unc.score),
+                 scores=_clean(unc.scores), method=unc.method)
+        else:
+            pred = engine.predict(image)
+            arrays = {"output": pred.output.astype(np.float16), "embedding": np.asarray(pred.embedding, np.float32)}
+            if pred.labels is not None:
+                arrays["labels"] = pred.labels.astype(np.int32)
+            _atomic_npz(out_file, **arrays)
+            emit("scored", name=item["name"], file=str(out_file))  # no score: predict has no uncertainty
+        done += 1
+        emit("progress", done=done, total=len(items))
+    cancelled = done < len(items)
+    emit("result", kind=job.kind, cancelled=cancelled, done=done, total=len(items),
+         duration_s=time.perf_counter() - t0)
+    return EXIT_CANCELLED if cancelled else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    real_stdout = sys.stdout
+    emit = Emitter(real_stdout)
+    sys.stdout = sys.stderr  # keep stdout pure JSON lines whatever libraries print
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if len(argv) != 1:
+            raise JobError("usage: python -m im2im_engine.worker JOB.json")
+        spec_path = Path(argv[0])
+        try:
+            spec = json.loads(spec_path.read_text())
+        except FileNotFoundError:
+            raise JobError(f"{spec_path}: job file does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise JobError(f"{spec_path}: invalid JSON ({exc})") from None
+        job = Job(spec, spec_path.resolve().parent)
+        return run_job(job, emit, stop)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        emit("error", message=" ".join(message.split()))
+        return EXIT_ERROR
+    finally:
+        sys.stdout = real_stdout
+
+
+if __name__ == "__main__":
+    sys.exit(main())
