@@ -242,7 +242,7 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
     cands, states = _candidates(project)
     keys = strategies.select(cands, n, strategy, random_share=settings.random_share,
                              labeled_embeddings=_labeled_embeddings(project), seed=seed)
-    return _entries(project, keys, cands, states)
+    return _entries(project, keys, cands, states, strategy)
 
 
 def queue(project: Project, strategy: str | None = None, state: str | None = None) -> list[QueueEntry]:
@@ -251,17 +251,22 @@ def queue(project: Project, strategy: str | None = None, state: str | None = Non
     cands, states = _candidates(project)
     keys = strategies.rank(cands, strategy) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "corrected"]
-    entries = _entries(project, keys, cands, states)
+    entries = _entries(project, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]
 
 
-def _entries(project: Project, keys: list[int], cands: list, states: dict[int, str]) -> list[QueueEntry]:
+def _entries(project: Project, keys: list[int], cands: list, states: dict[int, str],
+             strategy: str) -> list[QueueEntry]:
+    """Queue rows; the score shown is the one the strategy ranks by (none for random)."""
     by_key = {c.key: c for c in cands}
     names = {im.id: im.name for im in project.store.images()}
+    measure = strategies.MEASURE.get(strategy)
     out = []
     for rank, key in enumerate(keys):
         cand = by_key.get(key)
-        value = cand.scores.get("score") if cand is not None else None
+        value = None
+        if cand is not None and cand.scores:
+            value = cand.scores.get(measure, cand.scores.get("score")) if measure else cand.scores.get("score")
         out.append(QueueEntry(key, names[key], value, states.get(key, "pseudo"), rank))
     return out
 

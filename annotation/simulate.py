@@ -44,6 +44,7 @@ class SimulationSettings:
     steps: int | None = None
     initial_steps: int | None = None
     task: str = "semantic"
+    config: Path | None = None
 
 
 def _truth_masks(settings: SimulationSettings, project: Project) -> dict[int, np.ndarray]:
@@ -80,7 +81,8 @@ def _base_project(settings: SimulationSettings, log: Log) -> tuple[Path, list[in
         shutil.rmtree(base)
     labels = None if settings.pseudo == "otsu" else settings.pseudo
     project, _ = init_project(base, settings.images, labels_dir=labels,
-                              pseudo="otsu" if labels is None else None, task=settings.task)
+                              pseudo="otsu" if labels is None else None, task=settings.task,
+                              config_path=settings.config)
     with project:
         ids = [im.id for im in project.store.images()]
         n_test = max(1, round(len(ids) * settings.test_fraction))

@@ -114,6 +114,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         images=Path(args.images), truth=Path(args.truth), pseudo=args.pseudo, strategies=names,
         rounds=args.rounds, per_round=args.per_round, out=Path(args.out), seeds=args.seeds,
         test_fraction=args.test_fraction, steps=args.steps, initial_steps=args.initial_steps, task=args.task,
+        config=Path(args.config) if args.config else None,
     )
     summary = run_simulation(settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps(summary))
@@ -153,4 +154,5 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--steps", type=int, help="fine-tuning steps per round")
     p.add_argument("--initial-steps", type=int, help="steps of round 0 (default: the config's training.steps)")
     p.add_argument("--task", choices=["semantic", "instance"], default="semantic")
+    p.add_argument("--config", help="engine YAML config (default: the bundled preset for the task)")
     p.add_argument("--out", required=True)

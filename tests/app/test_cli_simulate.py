@@ -1,0 +1,52 @@
+"""``im2im-active simulate``: the output contract (curve.csv, curve.png, last-line JSON) on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.cli import main
+from resources.demo import write_demo_dataset
+
+
+@pytest.fixture
+def fast_config(tmp_path: Path) -> Path:
+    from tests.conftest import FAST_ENGINE
+
+    preset = yaml.safe_load(Path("resources/configs/instance_2d.yaml").read_text())
+    for section, values in FAST_ENGINE.items():
+        preset.setdefault(section, {}).update(values)
+    preset["data"]["patch_size"] = [64, 64]
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def test_simulate_writes_the_curve_and_summary(tmp_path: Path, capsys, fast_config: Path) -> None:
+    images, truth = write_demo_dataset(tmp_path / "data", n_images=6, size=80, seed=2)
+    out = tmp_path / "out"
+    code = main(["simulate", "--images", str(images), "--truth", str(truth), "--strategy", "entropy,random",
+                 "--rounds", "1", "--per-round", "2", "--seeds", "2", "--steps", "4", "--initial-steps", "6",
+                 "--test-fraction", "0.34", "--task", "instance", "--config", str(fast_config), "--out", str(out)])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert set(summary["strategies"]) == {"entropy", "random"} and 0 < summary["pseudo_dice"] <= 1
+    for values in summary["strategies"].values():
+        assert len(values["dice"]) == 2 and values["final_dice"] == values["dice"][-1] and 0 <= values["auc"] <= 1
+    with open(out / "curve.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["strategy", "seed", "round", "n_corrected", "dice", "ap50"]
+    assert len(rows) == 2 * 2 * 2  # strategies x seeds x (round 0 + 1 round)
+    assert {r["n_corrected"] for r in rows if r["round"] == "1"} == {"2"}
+    assert (out / "curve.png").stat().st_size > 10_000
+
+
+def test_simulate_rejects_unknown_strategy(tmp_path: Path, capsys) -> None:
+    code = main(["simulate", "--images", str(tmp_path), "--truth", str(tmp_path), "--strategy", "best",
+                 "--rounds", "1", "--per-round", "1", "--out", str(tmp_path / "o")])
+    assert code == 1 and "unknown strategy best" in capsys.readouterr().err
