@@ -58,6 +58,12 @@ def checkpoint_path(project: Project, version: int) -> Path:
     return project.root / project.store.model(version)["path"]
 
 
+def job_roots(project: Project, entries: list[dict]) -> dict:
+    """The worker refuses any path outside the project, and images outside their own folders."""
+    folders = sorted({str(Path(e["image"]).resolve().parent) for e in entries})
+    return {"root": str(project.root.resolve()), "image_roots": folders}
+
+
 def _engine_weights(project: Project) -> dict[str, float]:
     weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
     return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
@@ -90,6 +96,7 @@ def train_round(
         "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
         "output_dir": str(out), "steps": steps, "train": data.train, "val": data.val,
         "evaluate_checkpoint": parent is not None and bool(data.val),
+        **job_roots(project, data.train + data.val),
     }
 
     def forward(event: dict) -> None:
@@ -165,7 +172,8 @@ def _score_images(project: Project, version: int, images: list, progress: Progre
     out = model_dir(project, version) / ("scores" if kind == "score" else "predictions")
     by_name = {im.name: im for im in images}
     spec = {"config": project.engine_config_dict(), "checkpoint": str(checkpoint_path(project, version)),
-            "output_dir": str(out), "images": [{"name": im.name, "image": im.path, "t": 0} for im in images]}
+            "output_dir": str(out), "images": [{"name": im.name, "image": im.path, "t": 0} for im in images],
+            **job_roots(project, [{"image": im.path} for im in images])}
     stored = 0
     pending: list[dict] = []
 

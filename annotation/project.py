@@ -47,6 +47,35 @@ class LoopSettings(BaseModel):
     plateau_delta: float = Field(0.005, ge=0.0)
 
 
+class SlurmSettings(BaseModel):
+    """How jobs are submitted when ``jobs.backend`` is ``slurm`` (see docs/cluster.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    time: str = Field("02:00:00", description="sbatch --time")
+    gres: str | None = Field(None, description="e.g. gpu:1")
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem: str | None = Field(None, description="e.g. 16G")
+    python: str | None = Field(None, description="python on the compute node (default: this one)")
+    extra_args: list[str] = Field(default_factory=list, description="more sbatch arguments")
+    poll_seconds: float = Field(2.0, gt=0)
+
+
+class JobSettings(BaseModel):
+    """Where engine jobs run. Lives under ``jobs:`` in ``config.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "slurm"] = "local"
+    nproc: int = Field(1, ge=1, description="processes per job under torchrun (1: a plain worker)")
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+
+
+#: Sections of config.yaml that belong to the app, not the engine.
+APP_SECTIONS = ("loop", "jobs")
+
+
 def _format_validation(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -88,12 +117,13 @@ def validate_engine_config(data: dict, source: str) -> Any:
 
 
 def check_config(config: dict, source: str) -> None:
-    """Validate the engine part with the engine's schema and the ``loop`` part with :class:`LoopSettings`."""
-    validate_engine_config({k: v for k, v in config.items() if k != "loop"}, source)
-    try:
-        LoopSettings(**(config.get("loop") or {}))
-    except ValidationError as exc:
-        raise ProjectError(_format_validation(f"{source} (loop)", exc)) from None
+    """Validate the engine part with the engine's schema, ``loop`` and ``jobs`` with their models here."""
+    validate_engine_config({k: v for k, v in config.items() if k not in APP_SECTIONS}, source)
+    for key, model in (("loop", LoopSettings), ("jobs", JobSettings)):
+        try:
+            model(**(config.get(key) or {}))
+        except ValidationError as exc:
+            raise ProjectError(_format_validation(f"{source} ({key})", exc)) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -193,7 +223,7 @@ class Project:
         return self._config
 
     def engine_config_dict(self) -> dict:
-        return {k: v for k, v in self.config.items() if k != "loop"}
+        return {k: v for k, v in self.config.items() if k not in APP_SECTIONS}
 
     def engine_config(self) -> Any:
         return validate_engine_config(self.engine_config_dict(), str(self.root / self.CONFIG))
@@ -204,6 +234,13 @@ class Project:
             return LoopSettings(**(self.config.get("loop") or {}))
         except ValidationError as exc:
             raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (loop)", exc)) from None
+
+    @property
+    def jobs(self) -> JobSettings:
+        try:
+            return JobSettings(**(self.config.get("jobs") or {}))
+        except ValidationError as exc:
+            raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (jobs)", exc)) from None
 
     def save_config(self, config: dict) -> None:
         """Validate then write atomically; a bad config never replaces a good one."""

@@ -80,6 +80,10 @@ class Job:
             raise JobError(f"kind: must be one of train, score, predict (got {self.kind!r})")
         root = spec.get("root")
         self.root = self._resolve_raw(root) if root else None
+        # images are referenced where the user keeps them (never copied), so they may live outside the
+        # root; when ``image_roots`` is given they must lie under one of those folders
+        roots = spec.get("image_roots")
+        self.image_roots = [self._resolve_raw(r) for r in roots] if roots else None
         if "output_dir" not in spec or not spec["output_dir"]:
             raise JobError("output_dir: required")
         self.output_dir = self.path(spec["output_dir"], "output_dir")
@@ -94,6 +98,17 @@ class Job:
         path = self._resolve_raw(p)
         if self.root is not None and not path.is_relative_to(self.root):
             raise JobError(f"{field}: {path} is outside the job root {self.root}; refused")
+        return path
+
+    def image_path(self, p: Any, field: str) -> Path:
+        """An input image: checked against ``image_roots`` when given, else against ``root``."""
+        if self.image_roots is None:
+            return self.path(p, field)
+        if not isinstance(p, str) or not p:
+            raise JobError(f"{field}: expected a path string (got {p!r})")
+        path = self._resolve_raw(p)
+        if not any(path.is_relative_to(r) for r in self.image_roots):
+            raise JobError(f"{field}: {path} is outside the job's image folders; refused")
         return path
 
     def entries(self, key: str) -> list[dict]:
@@ -131,7 +146,7 @@ def _samples(job: Job, key: str, spatial_dims: int, with_target: bool) -> list:
 
     out = []
     for i, item in enumerate(job.entries(key)):
-        image = load_image(job.path(item["image"], f"{key}[{i}].image"), int(item.get("t", 0)), spatial_dims)
+        image = load_image(job.image_path(item["image"], f"{key}[{i}].image"), int(item.get("t", 0)), spatial_dims)
         target = weight = None
         if with_target:
             if not item.get("target"):
@@ -181,6 +196,11 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
         emit("start", kind="train", n_train=len(train), n_val=len(val), steps=cfg.training.steps,
              device=str(engine.device))
         model_path = job.output_dir / "model.pt"
+        baseline: dict = {}
+        if spec.get("evaluate_checkpoint") and ckpt is not None and val:
+            # the starting model on the same held-out set, so the caller can accept or reject fairly
+            baseline = engine.evaluate(val)
+            emit("baseline", metrics=_clean(baseline))
 
         def progress(p: dict) -> None:
             emit("progress", **_clean(p))
@@ -190,13 +210,14 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
         res = engine.train(train, val, progress=progress, should_stop=lambda: stop["flag"],
                            checkpoint_path=model_path)
         metrics = {"steps": res.steps, "best_step": res.best_step, "val_metrics": res.val_metrics,
+                   "baseline_metrics": baseline,
                    "cancelled": res.cancelled, "stopped_early": res.stopped_early,
                    "duration_s": time.perf_counter() - t0,
                    "final_loss": res.history[-1]["loss"] if res.history else None,
                    "history": [{k: v for k, v in h.items() if k != "metrics"} for h in res.history]}
         _atomic_json(job.output_dir / "metrics.json", metrics)
         emit("result", kind="train", cancelled=res.cancelled, steps=res.steps, best_step=res.best_step,
-             val_metrics=_clean(res.val_metrics), checkpoint=str(model_path),
+             val_metrics=_clean(res.val_metrics), baseline_metrics=_clean(baseline), checkpoint=str(model_path),
              config=str(job.output_dir / "config.yaml"), metrics=str(job.output_dir / "metrics.json"))
         return EXIT_CANCELLED if res.cancelled else EXIT_OK
 
@@ -206,7 +227,7 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     for i, item in enumerate(items):
         if stop["flag"]:
             break
-        image = load_image(job.path(item["image"], f"images[{i}].image"), int(item.get("t", 0)), d)
+        image = load_image(job.image_path(item["image"], f"images[{i}].image"), int(item.get("t", 0)), d)
         out_file = job.output_dir / f"{item['name']}.npz"
         if job.kind == "score":
             unc = engine.uncertainty(image)
