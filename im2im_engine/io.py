@@ -121,6 +121,7 @@ def _info_from_npy(path: Path) -> tuple[ImageInfo, np.ndarray]:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
         raise ImageReadError(path, f"not a readable .npy array ({exc})") from None
+    check_dtype(path, str(arr.dtype))
     data = as_czyx(arr, path)
     info = ImageInfo(str(path), (1, *data.shape), "TCZYX", str(arr.dtype), [f"C{i}" for i in range(data.shape[0])])
     return info, data
@@ -135,6 +136,13 @@ def as_czyx(arr: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
     if arr.ndim == 4:
         return arr
     raise ImageReadError(path, f"array has {arr.ndim} dimensions; expected (Y,X), (Z,Y,X) or (C,Z,Y,X)")
+
+
+def check_dtype(path: Path, dtype: str) -> None:
+    """Intensities must be real numbers; complex, string or object data is not a microscopy image."""
+    kind = np.dtype(dtype).kind
+    if kind not in "buif":
+        raise ImageReadError(path, f"unsupported pixel type {dtype} (expected integer, float or bool pixels)")
 
 
 def image_info(path: str | os.PathLike) -> ImageInfo:
@@ -154,6 +162,7 @@ def image_info(path: str | os.PathLike) -> ImageInfo:
         raise ImageReadError(path, f"cannot read metadata ({type(exc).__name__}: {exc})") from None
     if min(shape) < 1:
         raise ImageReadError(path, f"image has an empty dimension (TCZYX = {shape})")
+    check_dtype(path, dtype)
     if len(names) != shape[1]:
         names = [f"C{i}" for i in range(shape[1])]
     return ImageInfo(str(path), shape, "TCZYX", dtype, names, sizes)

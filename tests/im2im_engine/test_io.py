@@ -76,3 +76,24 @@ def test_masks_are_checked(tmp_path: Path) -> None:
     with pytest.raises(io.ImageReadError, match="shape"):
         io.read_mask(tmp_path / "ok.tif", expected_spatial=(9, 8))
     assert io.read_mask(tmp_path / "ok.tif", expected_spatial=(8, 8)).max() == 63
+
+
+def test_tiff_header_claiming_a_trillion_pixels_is_refused_without_allocating(tmp_path: Path) -> None:
+    import resource
+    import struct
+
+    path = tmp_path / "liar.tif"
+    tifffile.imwrite(path, np.zeros((1, 70000), np.uint8))  # wide enough that width is stored as LONG
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        offsets = [tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
+        assert tags["ImageWidth"].dtype == 4  # LONG
+    raw = bytearray(path.read_bytes())
+    for offset in offsets:
+        raw[offset:offset + 4] = struct.pack("<I", 1_000_000)
+    path.write_bytes(bytes(raw))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(io.ImageReadError) as err:
+        io.read_image(path)
+    assert "liar.tif" in str(err.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 500_000  # KiB: no 1 TB buffer
