@@ -15,8 +15,10 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
+from annotation.integrity import check_images
 from annotation.project import Project, ProjectError
 
+from . import workers
 from .main_window import MainWindow
 from .wizard import NewProjectDialog, StartPage, choose_project_folder, remember_project
 
@@ -76,8 +78,30 @@ class Launcher:
             old_project.close()
         self.project = project
         remember_project(project.root)
-        window.start()
+
+        def checked(problems: list) -> None:  # the queue must not start on a file that is gone
+            self._report_images(window, problems)
+            if window is self.window:
+                window.start()
+
+        workers.start(check_images, project, on_done=checked, on_error=lambda _exc: window.start())
         return window
+
+    def _report_images(self, window: MainWindow, problems: list) -> None:
+        """Moved or changed image files (checked off the GUI thread): tell the user, keep their labels."""
+        if not problems or window is not self.window:
+            return
+        window.statusBar().showMessage(f"{len(problems)} image file(s) missing or changed; see the warning", 15000)
+        lines = "\n".join(f"• {p}" for p in problems[:10]) + (f"\n… and {len(problems) - 10} more"
+                                                               if len(problems) > 10 else "")
+        if self.quiet:
+            print(lines, file=sys.stderr)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, "Image files changed",
+                          "These images are left out of training and scoring until their files are back as "
+                          f"they were. Their labels and corrections are kept.\n\n{lines}", parent=window)
+        box.setModal(False)
+        box.show()
 
     def new_project(self) -> None:
         dialog = NewProjectDialog(self.window)

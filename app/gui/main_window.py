@@ -214,8 +214,11 @@ class MainWindow(QMainWindow):
         self.image_loaded.emit(self.image_id)
 
     def _load_failed(self, exc: Exception) -> None:
-        self.statusBar().showMessage("")
-        QMessageBox.warning(self, "Cannot open image", str(exc))
+        """Non-modal: a file that went missing must not block the window (or a screenshot run)."""
+        self.statusBar().showMessage(f"Cannot open image: {exc}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cannot open image", str(exc), parent=self)
+        box.setModal(False)
+        box.show()
 
     # ------------------------------------------------------------------ saving, title, model updates
     def _title(self) -> str:
