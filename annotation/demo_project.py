@@ -19,7 +19,7 @@ from .setup import init_project
 
 def ensure_demo_project(
     root: str | os.PathLike, *, progress: Progress | None = None, n_images: int = 12, size: int = 256,
-    three_d: bool = False, task: str = "semantic", seed: int = 0,
+    three_d: bool = False, task: str = "instance", seed: int = 0,
 ) -> Path:
     """Create the demo project at ``root`` unless one is already there; return its folder."""
     root = Path(root)

@@ -83,6 +83,8 @@ def train_round(
     round_no = 0 if parent is None else store.model(parent)["round"] + 1
     if steps is None:
         steps = settings.finetune_steps if parent is not None else None  # None: the config's training.steps
+    if parent is not None:
+        _record_correction_agreement(project, parent)
     version = int(store.scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM models"))
     out = model_dir(project, version)
     if out.exists():  # left by a killed run that never got recorded
@@ -130,6 +132,35 @@ def train_round(
               baseline=baseline, n_corrected=data.n_corrected + len(data.val), n_val=len(data.val),
               train_set_hash=data.digest, seconds=seconds, message=message)
     return RoundResult(version, accepted, metrics, message, seconds=seconds)
+
+
+def _record_correction_agreement(project: Project, parent: int) -> None:
+    """How close the parent model's predictions were to what the user then corrected them to.
+
+    Free (no held-out images needed) and honest (the model never saw those corrections), so the learning
+    curve has a point for every round, not only once enough corrected images are held out. Stored in the
+    parent's metrics as ``corrections_<metric>``.
+    """
+    from im2im_engine.metrics import ap50, dice
+
+    store = project.store
+    key = PRIMARY_METRIC[project.task]
+    if key not in ("dice", "ap50"):
+        return
+    rows = store.query(
+        "SELECT DISTINCT c.image_id FROM corrections c JOIN labels p ON p.image_id = c.image_id"
+        " AND p.version = 'prediction' AND p.model_version = ? WHERE c.version = 'corrected' AND c.undone = 0"
+        " AND c.model_version = ?", (parent, parent))
+    values = []
+    for r in rows:
+        pred = store.get_label(r["image_id"], "prediction")
+        corrected = store.get_label(r["image_id"], "corrected")
+        if pred is not None and corrected is not None and pred.shape == corrected.shape:
+            values.append(ap50(pred, corrected) if key == "ap50" else dice(pred, corrected))
+    if values:
+        metrics = {**store.model(parent)["metrics"], f"corrections_{key}": float(np.mean(values)),
+                   "corrections_n": len(values)}
+        store.update_model(parent, metrics=metrics)
 
 
 def _decide(project: Project, version: int, parent: int | None, metrics: dict, baseline: dict,
@@ -281,13 +312,25 @@ def _entries(project: Project, keys: list[int], cands: list, states: dict[int, s
 
 # -------------------------------------------------------------------------------------------- history
 def learning_curve(project: Project) -> list[dict]:
-    """One row per model version: metric against the number of corrected images used."""
-    return [
-        {"version": m["version"], "n_corrected": m["n_corrected"], "metrics": m["metrics"],
-         "accepted": m["status"] == "accepted", "round": m["round"], "created_at": m["created_at"],
-         "note": m["note"]}
-        for m in project.store.models()
-    ]
+    """One row per model version: metric against the number of corrected images used.
+
+    ``metric`` is the held-out validation value when there is one, else the model's agreement with the
+    corrections made while it was current (``metric_source`` says which).
+    """
+    key = PRIMARY_METRIC[project.task]
+    rows = []
+    for m in project.store.models():
+        metrics = m["metrics"]
+        if key in metrics:
+            metric, source = metrics[key], "held-out"
+        elif f"corrections_{key}" in metrics:
+            metric, source = metrics[f"corrections_{key}"], "corrections"
+        else:
+            metric, source = None, None
+        rows.append({"version": m["version"], "n_corrected": m["n_corrected"], "metrics": metrics,
+                     "metric": metric, "metric_source": source, "accepted": m["status"] == "accepted",
+                     "round": m["round"], "created_at": m["created_at"], "note": m["note"]})
+    return rows
 
 
 def corrections_since_current(project: Project) -> int:

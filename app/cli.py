@@ -106,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from annotation.demo_project import ensure_demo_project
 
     root = ensure_demo_project(args.project, progress=TqdmProgress("demo", args.quiet),
-                               n_images=args.images, three_d=args.three_d)
+                               n_images=args.images, three_d=args.three_d, task=args.task)
     if args.no_gui:
         return cmd_status(argparse.Namespace(project=str(root), json=False))
     return _gui(str(root), args.screenshot)
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="demo-project", help="where to create it (reused if it exists)")
     p.add_argument("--images", type=int, default=12, help="number of demo images")
     p.add_argument("--three-d", action="store_true", help="3D stacks instead of 2D images")
+    p.add_argument("--task", choices=["semantic", "instance"], default="instance",
+                   help="segment nuclei as objects (instance) or foreground (semantic)")
     p.add_argument("--no-gui", action="store_true", help="print the status instead of opening the app")
     p.add_argument("--screenshot", help="save a PNG of the window and exit")
 

@@ -37,6 +37,11 @@ def test_cli_loop_end_to_end(small_project: Path, demo_folder, capsys) -> None:
         models = store.models()
         assert [m["version"] for m in models] == [1, 2] and models[1]["parent"] == 1
         assert models[1]["n_corrected"] == 1 and models[1]["train_set_hash"] != models[0]["train_set_hash"]
+        # v1's predictions against the correction the user then made: a learning-curve point for round 0
+        assert 0 < models[0]["metrics"]["corrections_dice"] < 1 and models[0]["metrics"]["corrections_n"] == 1
+        from annotation.loop import learning_curve
+
+        assert learning_curve(project)[0]["metric_source"] == "corrections"
         assert store.current_model in (1, 2)
         image = store.find_image(name)
         corrected = store.get_label(image.id, "corrected")
