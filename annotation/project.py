@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from im2im_engine.atomic import atomic_write_text
 
 from .store import Store, StoreError
 
@@ -124,19 +125,6 @@ def check_config(config: dict, source: str) -> None:
             model(**(config.get(key) or {}))
         except ValidationError as exc:
             raise ProjectError(_format_validation(f"{source} ({key})", exc)) from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Project:

@@ -36,7 +36,7 @@ def _run_cancellable(func: Callable, *args, **kwargs):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from annotation.loop import plateau_hint, score, train_round
+    from annotation.loop import plateau_hint, train_round
     from annotation.project import Project
 
     with Project.open(args.project) as project:
@@ -49,12 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.cancelled:
             return EXIT_CANCELLED
         if result.accepted and not args.no_score:
-            bar = StepProgress("score", args.quiet)
-            try:
-                n = _run_cancellable(score, project, progress=bar)
-            finally:
-                bar.close()
-            print(f"scored {n} images with v{project.store.current_model}")
+            _score_with_bar(project, args.quiet)
         hint = plateau_hint(project)
         if hint:
             print(f"hint: {hint}")
@@ -62,17 +57,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from annotation.loop import score
     from annotation.project import Project
 
     with Project.open(args.project) as project:
-        bar = StepProgress("score", args.quiet)
-        try:
-            n = _run_cancellable(score, project, progress=bar)
-        finally:
-            bar.close()
-        print(f"scored {n} images with v{project.store.current_model}")
+        _score_with_bar(project, args.quiet)
     return EXIT_OK
+
+
+def _score_with_bar(project, quiet: bool) -> None:
+    from annotation.loop import score
+
+    bar = StepProgress("score", quiet)
+    try:
+        n = _run_cancellable(score, project, progress=bar)
+    finally:
+        bar.close()
+    print(f"scored {n} images with v{project.store.current_model}")
 
 
 def cmd_next(args: argparse.Namespace) -> int:

@@ -11,36 +11,21 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write_bytes
 from .config import ConfigError
+
+__all__ = ["FORMAT", "CheckpointError", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "im2im-engine/1"
 
 
 class CheckpointError(ConfigError):
     """A checkpoint that cannot be used: unreadable, unsafe, or not matching the config. Names the file."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict,

@@ -297,7 +297,7 @@ def dump_config(cfg: EngineConfig) -> str:
 
 def save_config(cfg: EngineConfig, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML atomically (temp file + rename)."""
-    from .checkpoint import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     return atomic_write_bytes(Path(path), dump_config(cfg).encode())
 
