@@ -50,3 +50,18 @@ def test_simulate_rejects_unknown_strategy(tmp_path: Path, capsys) -> None:
     code = main(["simulate", "--images", str(tmp_path), "--truth", str(tmp_path), "--strategy", "best",
                  "--rounds", "1", "--per-round", "1", "--out", str(tmp_path / "o")])
     assert code == 1 and "unknown strategy best" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # about 2 minutes on an idle 2-core machine; CI machines are often busier
+def test_corrections_clearly_beat_the_pseudo_labels(tmp_path: Path, capsys) -> None:
+    """Issue 4's acceptance on the demo recipe: Otsu pseudo labels + a few simulated corrections."""
+    images, truth = write_demo_dataset(tmp_path / "data", n_images=9, size=128, seed=5)
+    code = main(["simulate", "--images", str(images), "--truth", str(truth), "--strategy", "entropy",
+                 "--rounds", "2", "--per-round", "2", "--steps", "50", "--initial-steps", "120",
+                 "--test-fraction", "0.34", "--out", str(tmp_path / "out")])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    dice = summary["strategies"]["entropy"]["dice"]
+    assert dice[-1] > summary["pseudo_dice"] + 0.05, summary
+    assert dice[-1] > dice[0], summary  # corrections help beyond what the pseudo labels taught
