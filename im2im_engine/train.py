@@ -4,6 +4,13 @@ Why the loop owns the checkpoint file: cancellation and early stopping must leav
 disk. A checkpoint is written (atomically) whenever validation improves, and at the end or on cancel the best
 state (or, without validation, the state after the last completed step) is written. ``should_stop`` is
 polled before every step, so a cancel costs at most one step.
+
+Under ``torchrun`` (see :mod:`im2im_engine.distributed`) the same loop runs on every rank: each rank draws
+the same seeded global batch, runs its slice of it through DistributedDataParallel, and the loss is computed
+on the gathered global batch, so N processes follow one process step for step (within float rounding;
+except dropout masks, and batch norm on CPU, which see only a rank's slice). Validation images are
+shared out among the ranks; only rank 0 writes the checkpoint. A stop request on any rank stops all of
+them at the same step.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from . import distributed as dd
 from .data import PatchSampler, Sample, prepare
 from .losses import compute_loss
 
@@ -69,6 +77,39 @@ def split_validation(train: list[Sample], fraction: float, rng: np.random.Genera
     return [s for i, s in enumerate(train) if i not in val_idx], [s for i, s in enumerate(train) if i in val_idx]
 
 
+def evaluate_sharded(engine: Engine, samples: list[Sample]) -> dict[str, float]:
+    """``engine.evaluate`` with the images shared out among the ranks (the same means, N times faster).
+
+    Every rank gets the same dict, so decisions taken on it (best model, early stopping) agree.
+    """
+    if not dd.info().active:
+        return engine.evaluate(samples)
+    rows = [(i, engine.evaluate([s])) for i, s in dd.shard(list(enumerate(samples)))]
+    every = sorted((row for part in dd.gather(rows) for row in part), key=lambda r: r[0])
+    if not every:
+        return {}
+    return {k: float(np.mean([r[k] for _, r in every])) for k in every[0][1]}
+
+
+def _distributed_model(engine: Engine, batch_size: int) -> tuple[torch.nn.Module, slice, list[int]]:
+    """The module to run forward through, this rank's slice of a global batch, and the split sizes."""
+    info = dd.info()
+    if not info.active:
+        return engine.net, slice(0, batch_size), [batch_size]
+    if batch_size < info.world:
+        raise ValueError(f"training.batch_size ({batch_size}) must be at least the number of processes "
+                         f"({info.world}): each process trains on its slice of the batch")
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = engine.device
+    if dev.type == "cuda" and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in engine.net.modules()):
+        engine.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(engine.net)  # batch statistics of all ranks
+    sizes = dd.split_sizes(batch_size, info.world)
+    start = sum(sizes[: info.rank])
+    ddp = DistributedDataParallel(engine.net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    return ddp, slice(start, start + sizes[info.rank]), sizes
+
+
 def train_loop(
     engine: Engine,
     train: list[Sample],
@@ -81,7 +122,8 @@ def train_loop(
     cfg = engine.config
     t = cfg.training
     total = t.steps if steps is None else int(steps)
-    torch.manual_seed(t.seed)
+    info = dd.info()
+    torch.manual_seed(t.seed + info.rank)  # dropout masks differ per rank; the batch stream (numpy) does not
     rng = np.random.default_rng(t.seed)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -90,6 +132,7 @@ def train_loop(
         train, val = split_validation(list(train), t.val_fraction, rng)
     prepared = [prepare(s, cfg, rng) for s in train]  # normalised once, cached for the whole run
     sampler = PatchSampler(prepared, cfg, rng)
+    model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device
     opt = _optimizer(engine)
@@ -111,12 +154,12 @@ def train_loop(
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     for step in range(total):
-        if should_stop is not None and should_stop():
+        if dd.any_true(should_stop is not None and should_stop()):
             result.cancelled = True
             break
         net.train()
-        x, y, w = sampler.batch(t.batch_size)
-        xt = torch.from_numpy(x).to(dev, non_blocking=True)
+        x, y, w = sampler.batch(t.batch_size)  # the global batch, identical on every rank
+        xt = torch.from_numpy(np.ascontiguousarray(x[part])).to(dev, non_blocking=True)
         yt = torch.from_numpy(y).to(dev, non_blocking=True)
         wt = torch.from_numpy(w).to(dev, non_blocking=True)
         if channels_last:
@@ -125,8 +168,8 @@ def train_loop(
             g["lr"] = t.lr * _lr_factor(step, total, t.warmup_steps, t.schedule)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = net(xt)
-        loss = compute_loss(cfg, logits, yt, wt)
+            logits = model(xt)
+        loss = compute_loss(cfg, dd.gather_batch(logits.float(), sizes), yt, wt)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}; lower training.lr "
                                      "or check the inputs for NaN/inf values")
@@ -141,7 +184,7 @@ def train_loop(
         record: dict[str, Any] = {"step": step + 1, "loss": float(loss.item())}
 
         if val and ((step + 1) % t.val_every == 0 or step + 1 == total):
-            metrics = engine.evaluate(val)
+            metrics = evaluate_sharded(engine, val)
             record["metric"] = metrics[primary]
             record["metrics"] = metrics
             if metrics[primary] > best_metric:
@@ -150,7 +193,7 @@ def train_loop(
                 result.best_step = step + 1
                 result.val_metrics = metrics
                 bad_validations = 0
-                if checkpoint_path:
+                if checkpoint_path and info.is_main:
                     engine.save(checkpoint_path, meta={"step": step + 1, "val_metrics": metrics})
             else:
                 bad_validations += 1
@@ -168,8 +211,8 @@ def train_loop(
     if best_state is not None:
         net.load_state_dict(best_state)  # keep the best validated model
     elif val and not result.cancelled and result.steps:
-        result.val_metrics = engine.evaluate(val)
-    if checkpoint_path:
+        result.val_metrics = evaluate_sharded(engine, val)
+    if checkpoint_path and info.is_main:
         engine.save(checkpoint_path, meta={"step": result.best_step or result.steps, "val_metrics": result.val_metrics,
                                            "cancelled": result.cancelled})
     net.eval()

@@ -9,6 +9,13 @@ Failures print ``{"event": "error", "message": ...}`` and exit 1.
 
 Paths in the spec may be relative to the spec file's folder. If the spec has ``"root"``, every path must
 lie under it (a guard against a spec that would read or write elsewhere).
+
+The same worker runs under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node N -m
+im2im_engine.worker JOB.json``): training splits each batch over the ranks (see :mod:`.train`); scoring and
+prediction deal the images out round robin, each rank writes the ``.npz`` files of its own images, and the
+ranks gather the per-image results after every round so rank 0 can report them in order. Only rank 0
+prints events (other ranks print only their ``error`` lines) and writes checkpoints and ``metrics.json``.
+MC-dropout scores are seeded per image name, so they do not depend on how images were dealt out.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ import signal
 import sys
 import time
 import traceback
+import zlib
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
+from . import distributed as dd
 
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 130
 _NAME = re.compile(r"^[\w.\- ]+$")
@@ -35,13 +45,22 @@ class JobError(ValueError):
 
 
 class Emitter:
-    """Writes one JSON object per line to the real stdout and flushes it."""
+    """Writes one JSON object per line to the real stdout and flushes it.
 
-    def __init__(self, stream: TextIO):
+    Under torchrun every rank shares one stdout, so only the main rank speaks; the others print only
+    ``error`` lines (tagged with their rank), which is how a failure on rank 1 reaches the caller.
+    """
+
+    def __init__(self, stream: TextIO, rank: int = 0):
         self.stream = stream
+        self.rank = rank
 
     def __call__(self, event: str, **fields: Any) -> None:
+        if self.rank != 0 and event != "error":
+            return
         rec = {"event": event, **fields}
+        if self.rank != 0:
+            rec["rank"] = self.rank
         self.stream.write(json.dumps(rec, default=_jsonable, allow_nan=False) + "\n")
         self.stream.flush()
 
@@ -172,9 +191,40 @@ def _atomic_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, json.dumps(_clean(data), indent=2, default=_jsonable).encode())
 
 
+def _process_image(job: Job, engine: Any, item: dict, index: int, spatial_dims: int) -> dict:
+    """Score or predict one image, write its ``.npz`` (atomically); return the ``scored`` event's fields."""
+    import torch
+
+    image = load_image(job.image_path(item["image"], f"images[{index}].image"), int(item.get("t", 0)), spatial_dims)
+    out_file = job.output_dir / f"{item['name']}.npz"
+    if job.kind == "score":
+        # MC dropout draws from torch's generator: seeding per image makes a score independent of which rank
+        # (and after which other images) it was computed
+        torch.manual_seed(engine.config.training.seed + zlib.crc32(item["name"].encode()))
+        unc = engine.uncertainty(image)
+        arrays: dict[str, Any] = {
+            "output": unc.prediction.output.astype(np.float16),
+            "uncertainty": unc.map.astype(np.float16),
+            "embedding": np.asarray(unc.embedding, np.float32),
+            "score": np.float64(unc.score),
+        }
+        if unc.prediction.labels is not None:
+            arrays["labels"] = unc.prediction.labels.astype(np.int32)
+        _atomic_npz(out_file, **arrays)
+        return {"name": item["name"], "file": str(out_file), "score": _clean(unc.score),
+                "scores": _clean(unc.scores), "method": unc.method}
+    pred = engine.predict(image)
+    arrays = {"output": pred.output.astype(np.float16), "embedding": np.asarray(pred.embedding, np.float32)}
+    if pred.labels is not None:
+        arrays["labels"] = pred.labels.astype(np.int32)
+    _atomic_npz(out_file, **arrays)
+    return {"name": item["name"], "file": str(out_file)}  # no score: predict has no uncertainty
+
+
 def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     from .api import Engine
     from .config import load_config
+    from .train import evaluate_sharded
 
     spec = job.spec
     cfg_src = spec.get("config")
@@ -184,7 +234,8 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     cfg = load_config(cfg_src if isinstance(cfg_src, dict) else job.path(cfg_src, "config"), overrides)
     ckpt = job.path(spec["checkpoint"], "checkpoint") if spec.get("checkpoint") else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine.from_config(cfg, checkpoint=ckpt)
+    engine = Engine.from_config(cfg, checkpoint=ckpt, device=dd.device())
+    info = dd.info()
     d = cfg.data.spatial_dims
     t0 = time.perf_counter()
 
@@ -194,12 +245,12 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
         if not train:
             raise JobError("train: at least one training sample is needed")
         emit("start", kind="train", n_train=len(train), n_val=len(val), steps=cfg.training.steps,
-             device=str(engine.device))
+             device=str(engine.device), ranks=info.world)
         model_path = job.output_dir / "model.pt"
         baseline: dict = {}
         if spec.get("evaluate_checkpoint") and ckpt is not None and val:
             # the starting model on the same held-out set, so the caller can accept or reject fairly
-            baseline = engine.evaluate(val)
+            baseline = evaluate_sharded(engine, val)
             emit("baseline", metrics=_clean(baseline))
 
         def progress(p: dict) -> None:
@@ -215,42 +266,31 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
                    "duration_s": time.perf_counter() - t0,
                    "final_loss": res.history[-1]["loss"] if res.history else None,
                    "history": [{k: v for k, v in h.items() if k != "metrics"} for h in res.history]}
-        _atomic_json(job.output_dir / "metrics.json", metrics)
+        if info.is_main:
+            _atomic_json(job.output_dir / "metrics.json", metrics)
         emit("result", kind="train", cancelled=res.cancelled, steps=res.steps, best_step=res.best_step,
              val_metrics=_clean(res.val_metrics), baseline_metrics=_clean(baseline), checkpoint=str(model_path),
              config=str(job.output_dir / "config.yaml"), metrics=str(job.output_dir / "metrics.json"))
         return EXIT_CANCELLED if res.cancelled else EXIT_OK
 
     items = job.entries("images")
-    emit("start", kind=job.kind, n_images=len(items), device=str(engine.device))
+    emit("start", kind=job.kind, n_images=len(items), device=str(engine.device), ranks=info.world)
     done = 0
-    for i, item in enumerate(items):
-        if stop["flag"]:
+    stopped = False
+    for first in range(0, len(items), info.world):  # one image per rank and round, then gather
+        index = first + info.rank
+        asked = bool(stop["flag"])
+        record = None
+        if index < len(items) and not asked:
+            record = _process_image(job, engine, items[index], index, d)
+        for rec, rank_asked in dd.gather((record, asked)):
+            if rec is not None:
+                emit("scored", **rec)
+                done += 1
+                emit("progress", done=done, total=len(items))
+            stopped = stopped or rank_asked
+        if stopped:
             break
-        image = load_image(job.image_path(item["image"], f"images[{i}].image"), int(item.get("t", 0)), d)
-        out_file = job.output_dir / f"{item['name']}.npz"
-        if job.kind == "score":
-            unc = engine.uncertainty(image)
-            arrays: dict[str, Any] = {
-                "output": unc.prediction.output.astype(np.float16),
-                "uncertainty": unc.map.astype(np.float16),
-                "embedding": np.asarray(unc.embedding, np.float32),
-                "score": np.float64(unc.score),
-            }
-            if unc.prediction.labels is not None:
-                arrays["labels"] = unc.prediction.labels.astype(np.int32)
-            _atomic_npz(out_file, **arrays)
-            emit("scored", name=item["name"], file=str(out_file), score=_clean(unc.score),
-                 scores=_clean(unc.scores), method=unc.method)
-        else:
-            pred = engine.predict(image)
-            arrays = {"output": pred.output.astype(np.float16), "embedding": np.asarray(pred.embedding, np.float32)}
-            if pred.labels is not None:
-                arrays["labels"] = pred.labels.astype(np.int32)
-            _atomic_npz(out_file, **arrays)
-            emit("scored", name=item["name"], file=str(out_file))  # no score: predict has no uncertainty
-        done += 1
-        emit("progress", done=done, total=len(items))
     cancelled = done < len(items)
     emit("result", kind=job.kind, cancelled=cancelled, done=done, total=len(items),
          duration_s=time.perf_counter() - t0)
@@ -260,7 +300,7 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     real_stdout = sys.stdout
-    emit = Emitter(real_stdout)
+    emit = Emitter(real_stdout, dd.from_env().rank)
     sys.stdout = sys.stderr  # keep stdout pure JSON lines whatever libraries print
     stop = {"flag": False}
 
@@ -280,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as exc:
             raise JobError(f"{spec_path}: invalid JSON ({exc})") from None
         job = Job(spec, spec_path.resolve().parent)
+        dd.setup()
         return run_job(job, emit, stop)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
@@ -287,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", message=" ".join(message.split()))
         return EXIT_ERROR
     finally:
+        dd.teardown()
         sys.stdout = real_stdout
 
 

@@ -3,18 +3,24 @@
 A round is :func:`annotation.loop.train_round` then :func:`annotation.loop.score` on a thread worker; both
 run the engine in a subprocess, so the GUI thread only receives progress dicts (as Qt signals) and keeps
 painting. Stopping sets a flag that ``should_stop`` returns, which terminates the worker process.
+
+Where jobs run (this computer, N processes under torchrun, or Slurm) is the project's ``jobs:`` setting;
+the panel lets the user pick it (saved off the GUI thread, used from the next job) and, while a job runs,
+shows where it runs (``local, 2 processes``, ``Slurm job 1234 (queued)``) from the jobs table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -28,8 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation import loop
-from annotation.project import Project
+from annotation import backends, loop
+from annotation.project import Project, ProjectError
 
 from . import workers
 
@@ -99,6 +105,7 @@ class TrainingPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setObjectName("muted")
+        self._build_backend_row()
 
         self.live = _plot("No round run yet in this session", "loss / metric", "step")
         self.live.addLegend(offset=(-5, 5))
@@ -133,12 +140,70 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(buttons)
+        layout.addLayout(self.backend_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(tabs, 1)
         self.refresh_models()
         if self.models.rowCount():
             tabs.setCurrentIndex(1)  # nothing live yet: show how the model got here
+
+    # ------------------------------------------------------------------ where jobs run
+    def _build_backend_row(self) -> None:
+        self.backend = QComboBox()
+        self.backend.addItem("this computer", "local")
+        self.backend.addItem("Slurm cluster", "slurm")
+        self.backend.setToolTip("Where training and scoring jobs run (jobs.backend in config.yaml). Slurm needs "
+                                "the project folder on storage the cluster sees; see docs/cluster.md")
+        self.nproc = QSpinBox()
+        self.nproc.setRange(1, 64)
+        self.nproc.setSuffix(" proc.")
+        self.nproc.setToolTip("Processes per job (jobs.nproc): more than 1 runs the engine under torchrun, "
+                              "e.g. one per GPU")
+        try:
+            settings = self.project.jobs
+            self.backend.setCurrentIndex(max(0, self.backend.findData(settings.backend)))
+            self.nproc.setValue(settings.nproc)
+            where = backends.describe_settings(settings)
+        except ProjectError as exc:
+            where = f"invalid jobs settings: {exc}"
+        self.where = QLabel(f"Jobs run on {where}")
+        self.where.setObjectName("muted")
+        self._save_lock = threading.Lock()
+        self._wanted = (self.backend.currentData(), self.nproc.value())
+        self.backend.currentIndexChanged.connect(self._save_backend)
+        self.nproc.valueChanged.connect(self._save_backend)
+        self.backend_row = QHBoxLayout()
+        self.backend_row.addWidget(QLabel("Run on"))
+        self.backend_row.addWidget(self.backend)
+        self.backend_row.addWidget(self.nproc)
+        self.backend_row.addWidget(self.where, 1)
+        self._where_timer = QTimer(self)
+        self._where_timer.setInterval(1000)
+        self._where_timer.timeout.connect(self._show_where)
+
+    def _save_backend(self) -> None:
+        """Write ``jobs.backend`` / ``jobs.nproc`` (validated, atomic, fsync'd: off the GUI thread)."""
+        self._wanted = (self.backend.currentData(), self.nproc.value())
+
+        def save() -> str:
+            with self._save_lock:  # saves run in order; each writes the latest choice, so the last one wins
+                backend, nproc = self._wanted
+                config = dict(self.project.config)
+                config["jobs"] = {**(config.get("jobs") or {}), "backend": backend, "nproc": nproc}
+                self.project.save_config(config)
+                return backends.describe_settings(self.project.jobs)
+
+        workers.start(save, on_done=lambda where: self.where.setText(f"Jobs run on {where}"),
+                      on_error=lambda exc: self.where.setText(f"Could not save the setting: {exc}"))
+
+    def _show_where(self) -> None:
+        """While a round runs: where its current job runs, from the jobs table (one small query)."""
+        rows = self.project.store.query(
+            "SELECT status, backend FROM jobs WHERE status IN ('queued', 'running') ORDER BY id DESC LIMIT 1")
+        if rows:
+            state = "" if rows[0]["status"] == "running" else f" ({rows[0]['status']})"
+            self.where.setText(f"Running on {backends.describe(rows[0]['backend'])}{state}")
 
     # ------------------------------------------------------------------ state
     @property
@@ -151,7 +216,7 @@ class TrainingPanel(QWidget):
         current = self.project.store.current_model
         self.models.setRowCount(len(rows))
         for i, r in enumerate(reversed(rows)):
-            value = r["metrics"].get(self.primary)
+            value = r["metric"]  # held-out value, else agreement with the corrections made to it
             status = "current" if r["version"] == current else ("accepted" if r["accepted"] else "rejected")
             cells = [f"v{r['version']}", status, str(r["n_corrected"]),
                      "—" if value is None else f"{value:.3f}", r.get("note") or ""]
@@ -160,10 +225,8 @@ class TrainingPanel(QWidget):
                 item.setToolTip(", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items()
                                           if isinstance(v, int | float)) or text)
                 self.models.setItem(i, col, item)
-        good = [(r["n_corrected"], r["metrics"][self.primary]) for r in rows
-                if r["accepted"] and self.primary in r["metrics"]]
-        bad = [(r["n_corrected"], r["metrics"][self.primary]) for r in rows
-               if not r["accepted"] and self.primary in r["metrics"]]
+        good = [(r["n_corrected"], r["metric"]) for r in rows if r["accepted"] and r["metric"] is not None]
+        bad = [(r["n_corrected"], r["metric"]) for r in rows if not r["accepted"] and r["metric"] is not None]
         self.curve_item.setData([g[0] for g in good], [g[1] for g in good])
         self.rejected_item.setData([b[0] for b in bad], [b[1] for b in bad])
         if not self.running:
@@ -198,6 +261,9 @@ class TrainingPanel(QWidget):
         self.status.setText("Training in the background; keep correcting.")
         self.start_button.setEnabled(False)
         self.stop_button.setEnabled(True)
+        self.backend.setEnabled(False)
+        self.nproc.setEnabled(False)
+        self._where_timer.start()
         self.tabs.setCurrentIndex(0)
         self._worker = workers.start(self._round, steps, on_done=self._finished, on_error=self._failed)
         self.running_changed.emit(True)
@@ -251,6 +317,11 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("idle")
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
+        self.backend.setEnabled(True)
+        self.nproc.setEnabled(True)
+        self._where_timer.stop()
+        with contextlib.suppress(ProjectError):
+            self.where.setText(f"Jobs run on {backends.describe_settings(self.project.jobs)}")
         self.running_changed.emit(False)
 
     def _finished(self, result: loop.RoundResult) -> None:
