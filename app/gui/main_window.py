@@ -102,6 +102,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
+        file_menu.addAction("&Export…", self.show_export)
+        file_menu.addSeparator()
         file_menu.addAction("&Quit", self.close).setShortcut("Ctrl+Q")
         menus = {"edit": bar.addMenu("&Edit"), "tools": bar.addMenu("&Tools"), "view": bar.addMenu("&View"),
                  "image": bar.addMenu("&Image"), "model": bar.addMenu("&Model"), "help": bar.addMenu("&Help")}
@@ -281,6 +283,16 @@ class MainWindow(QMainWindow):
                 self.layers.set_available("uncertainty", unc is not None)
 
         workers.start(fetch, on_done=show)
+
+    def show_export(self) -> None:
+        """File → Export…: model or labels, exported on a worker thread (see :mod:`.export_dialog`)."""
+        from .export_dialog import ExportDialog
+
+        dialog = ExportDialog(self.project, self)
+        dialog.finished_export.connect(lambda r: self.statusBar().showMessage(
+            r.summary() if hasattr(r, "summary") else f"Export failed: {r}", 10000))
+        dialog.show()
+        self.export_dialog = dialog
 
     # ------------------------------------------------------------------ recent, close
     def _fill_recent(self) -> None:

@@ -1,0 +1,468 @@
+"""What leaves a project: models with provenance, corrected labels, training pairs; and a model coming in.
+
+Why provenance is assembled here and not in the engine: only the store knows which model version this
+is, which rounds led to it, on which training set (hash) and how many corrected images, and how it did on
+the held-out ones. The engine writes the files (:mod:`im2im_engine.export`); this module says what they
+describe. Label exports read straight from the store, so "export then read back" equals what the app
+shows, and the CSV carries the who/when/how-long of every corrected image.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .project import Project, ProjectError
+from .store import ImageRecord, StoreError
+from .store.db import now
+
+Progress = Callable[[int, int, str], None]
+MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
+DATA_FORMATS = ("labels", "pairs")
+FORMATS = MODEL_FORMATS + DATA_FORMATS
+#: Which stored label an ``--versions all`` export takes per image, best first.
+LABEL_PREFERENCE = ("corrected", "prediction", "pseudo")
+#: Training pairs learn from corrected, else pseudo labels (as the loop does); predictions come last.
+PAIR_PREFERENCE = ("corrected", "pseudo", "prediction")
+
+
+class ExportFailed(ProjectError):
+    """An export or import the user can fix: the message names the file and the problem."""
+
+
+@dataclass
+class ExportReport:
+    format: str
+    path: Path
+    model_version: int | None = None
+    files: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    n_images: int = 0
+
+    def summary(self) -> str:
+        what = f"model v{self.model_version} as {self.format}" if self.model_version else \
+            f"{self.n_images} {self.format}"
+        diffs = {k: v for k, v in self.checks.items() if k.endswith("max_abs_diff") and "eager" not in k}
+        extra = "; " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) if diffs else ""
+        return f"exported {what} to {self.path}{extra}"
+
+
+# ------------------------------------------------------------------------------------------ provenance
+def resolve_version(project: Project, version: int | None) -> dict:
+    """The model row to export: ``version`` if given, else the current accepted model."""
+    store = project.store
+    if version is None:
+        version = store.current_model
+        if version is None:
+            raise ExportFailed(f"{project.root}: no model yet; run `im2im-active train {project.root}` first")
+    try:
+        return store.model(int(version))
+    except StoreError:
+        have = ", ".join(f"v{m['version']}" for m in store.models()) or "none"
+        raise ExportFailed(f"{project.root}: no model version {version} (versions: {have})") from None
+
+
+def provenance(project: Project, version: int | None = None) -> dict:
+    """Everything needed to say where a model comes from, as plain JSON."""
+    from im2im_engine import __version__
+
+    from .loop import PRIMARY_METRIC
+
+    store = project.store
+    row = resolve_version(project, version)
+    by_version = {m["version"]: m for m in store.models()}
+    lineage, v = [], row["version"]
+    while v is not None and v in by_version and len(lineage) < 1000:
+        m = by_version[v]
+        lineage.append({k: m[k] for k in ("version", "round", "status", "metrics", "n_corrected", "n_pseudo",
+                                          "train_set_hash", "created_at", "note")})
+        v = m["parent"]
+    ckpt = project.root / row["path"]
+    n_corrected_now = int(store.scalar("SELECT COUNT(DISTINCT image_id) FROM labels WHERE version = 'corrected'"))
+    return {
+        "name": f"{project.root.name} v{row['version']}",
+        "software": "im2im-active",
+        "engine_version": __version__,
+        "exported_at": now(),
+        "project": str(project.root),
+        "task": project.task,
+        "model": {
+            "version": row["version"], "status": row["status"], "parent": row["parent"], "round": row["round"],
+            "created_at": row["created_at"], "train_set_hash": row["train_set_hash"],
+            "n_corrected": row["n_corrected"], "n_pseudo": row["n_pseudo"], "metrics": row["metrics"],
+            "note": row["note"], "checkpoint": row["path"],
+            "checkpoint_sha256": _sha256(ckpt) if ckpt.exists() else None,
+        },
+        "training_set_hash": row["train_set_hash"],
+        "n_corrected_images": row["n_corrected"],
+        "rounds": len(lineage),
+        "validation_metrics": row["metrics"],
+        "primary_metric": PRIMARY_METRIC.get(project.task),
+        "lineage": lineage[::-1],
+        "corrected_images_in_project": n_corrected_now,
+        "config": _model_config(project, row),
+    }
+
+
+def _model_config(project: Project, row: dict) -> dict:
+    """The resolved config the model was trained with (``config.yaml`` beside it), else the project's."""
+    import yaml
+
+    path = (project.root / row["path"]).parent / "config.yaml"
+    if path.exists():
+        return yaml.safe_load(path.read_text()) or {}
+    from im2im_engine.config import config_to_dict
+
+    return config_to_dict(project.engine_config())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ model export
+def _sample_image(project: Project) -> np.ndarray | None:
+    """A raw image to cut the test tensors from: the first corrected image, else the first usable one."""
+    from im2im_engine import io
+
+    from .trainset import corrected_ids, usable_images
+
+    cfg = project.engine_config()
+    usable = {im.id: im for im in usable_images(project.store)}
+    order = [i for i in corrected_ids(project.store) if i in usable] + list(usable)
+    for image_id in order:
+        try:
+            return io.to_spatial(io.read_image(usable[image_id].path).data, cfg.data.spatial_dims)
+        except (io.ImageReadError, ValueError):
+            continue
+    return None
+
+
+def export_model(project: Project, fmt: str, output: str | os.PathLike, *, version: int | None = None,
+                 overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
+    """Export model ``version`` (default: the current accepted one) as torchscript, onnx or bioimageio."""
+    from im2im_engine import CheckpointError, Engine
+    from im2im_engine.export import ExportError
+    from im2im_engine.export import export_model as engine_export
+
+    if fmt not in MODEL_FORMATS:
+        raise ExportFailed(f"model format must be one of {', '.join(MODEL_FORMATS)} (got {fmt!r})")
+    prov = provenance(project, version)
+    ckpt = project.root / prov["model"]["checkpoint"]
+    if progress:
+        progress(0, 4, f"loading v{prov['model']['version']}")
+    try:
+        engine = Engine.load(ckpt, device="cpu")
+        result = engine_export(engine, fmt, output, provenance=prov, sample=_sample_image(project),
+                               overwrite=overwrite, progress=progress,
+                               meta={"name": f"im2im-active {project.task} v{prov['model']['version']}"})
+    except (CheckpointError, ExportError) as exc:
+        raise ExportFailed(str(exc)) from None
+    project.store.log("export", format=fmt, path=str(result.path), model_version=prov["model"]["version"],
+                      checks=result.checks)
+    return ExportReport(fmt, result.path, prov["model"]["version"], result.files, result.checks)
+
+
+# ------------------------------------------------------------------------------------------ label export
+@dataclass
+class LabelRow:
+    image: ImageRecord
+    version: str
+    label: np.ndarray
+    info: dict
+
+
+def choose_labels(project: Project, versions: str = "corrected",
+                  preference: tuple[str, ...] = LABEL_PREFERENCE) -> list[LabelRow]:
+    """Per image, the label to export: ``corrected`` only, or (``all``) the best available version."""
+    if versions not in ("corrected", "all"):
+        raise ExportFailed(f"versions must be corrected or all (got {versions!r})")
+    store = project.store
+    rows = []
+    order = ("corrected",) if versions == "corrected" else preference
+    for image in store.images():
+        for version in order:
+            info = store.label_info(image.id, version)
+            if info is None:
+                continue
+            label = store.get_label(image.id, version)
+            rows.append(LabelRow(image, version, label.reshape(image.spatial_shape), info))
+            break
+    return rows
+
+
+def _file_names(rows: list[LabelRow]) -> dict[int, str]:
+    """Image names as file stems; duplicates (same stem in two folders) get the image id appended."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.image.name] = counts.get(r.image.name, 0) + 1
+    safe = {r.image.id: "".join(c if c.isalnum() or c in "-_." else "_" for c in r.image.name) for r in rows}
+    return {r.image.id: safe[r.image.id] + (f"_{r.image.id}" if counts[r.image.name] > 1 else "") for r in rows}
+
+
+def correction_record(project: Project, image_id: int) -> dict:
+    """Who corrected an image, when (first/last live edit), how many edits and how long it took.
+
+    Time spent: the GUI logs the time an image was open (``time`` events) and each edit's own seconds;
+    the larger of the two sums is reported (the CLI ``correct`` records neither, so 0 there).
+    """
+    store = project.store
+    edits = store.query(
+        "SELECT author, created_at, seconds, model_version FROM corrections WHERE image_id = ? AND"
+        " version = 'corrected' AND undone = 0 ORDER BY id", (image_id,))
+    seconds_editing = float(sum(e["seconds"] for e in edits))
+    open_rows = store.query("SELECT data FROM events WHERE kind = 'time' AND image_id = ?", (image_id,))
+    seconds_open = float(sum(json.loads(r["data"]).get("seconds", 0) for r in open_rows))
+    authors = sorted({e["author"] for e in edits if e["author"]})
+    return {
+        "corrected_by": ";".join(authors),
+        "first_corrected_at": edits[0]["created_at"] if edits else "",
+        "corrected_at": edits[-1]["created_at"] if edits else "",
+        "n_edits": len(edits),
+        "seconds_spent": round(max(seconds_editing, seconds_open), 2),
+        "corrected_from_model": edits[-1]["model_version"] if edits else "",
+    }
+
+
+def _staged(output: Path, overwrite: bool) -> Path:
+    output = Path(output)
+    if output.exists() and not overwrite and (output.is_file() or any(output.iterdir())):
+        raise ExportFailed(f"{output}: already exists; choose another output or remove it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+
+
+def _publish(tmp: Path, output: Path) -> None:
+    """Move the finished folder into place (an older export there goes only once the new one is complete)."""
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, old)
+    os.replace(tmp, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+LABEL_CSV_FIELDS = ("image", "image_path", "label_file", "label_version", "kind", "model_version", "corrected_by",
+                    "first_corrected_at", "corrected_at", "n_edits", "seconds_spent", "corrected_from_model")
+
+
+def export_labels(project: Project, output: str | os.PathLike, *, versions: str = "corrected",
+                  overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
+    """``OUTPUT/labels/NAME.ome.tif`` (int32 class or instance ids) + ``OUTPUT/labels.csv`` + provenance."""
+    from im2im_engine import __version__, io
+
+    output = Path(output)
+    rows = choose_labels(project, versions)
+    if not rows:
+        raise ExportFailed(f"{project.root}: no {'corrected ' if versions == 'corrected' else ''}labels to export"
+                           + (" (use --versions all for pseudo labels and predictions)"
+                              if versions == "corrected" else ""))
+    names = _file_names(rows)
+    tmp = _staged(output, overwrite)
+    kind = project.task
+    try:
+        (tmp / "labels").mkdir()
+        table = []
+        for i, r in enumerate(rows):
+            if progress:
+                progress(i, len(rows), r.image.name)
+            rel = f"labels/{names[r.image.id]}.ome.tif"
+            io.write_ome_tiff(tmp / rel, r.label.astype(np.int32))
+            rec = correction_record(project, r.image.id) if r.version == "corrected" else {}
+            table.append({"image": r.image.name, "image_path": r.image.path, "label_file": rel,
+                          "label_version": r.version, "kind": kind, "model_version": r.info.get("model_version") or "",
+                          **{k: rec.get(k, "") for k in LABEL_CSV_FIELDS[6:]}})
+        with open(tmp / "labels.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=LABEL_CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(table)
+        _write_data_provenance(project, tmp, "labels", versions, rows, __version__)
+        _publish(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        progress(len(rows), len(rows), "done")
+    project.store.log("export", format="labels", path=str(output), versions=versions, n_images=len(rows))
+    return ExportReport("labels", output, None, ["labels.csv", "provenance.json", "labels/"], {}, len(rows))
+
+
+def _write_data_provenance(project: Project, folder: Path, fmt: str, versions: str, rows: list[LabelRow],
+                           engine_version: str) -> None:
+    by_version: dict[str, int] = {}
+    for r in rows:
+        by_version[r.version] = by_version.get(r.version, 0) + 1
+    current = project.store.current_model
+    prov = {
+        "software": "im2im-active", "engine_version": engine_version, "exported_at": now(), "format": fmt,
+        "project": str(project.root), "task": project.task, "versions": versions, "n_images": len(rows),
+        "label_versions": by_version, "current_model": current,
+        "n_corrected_images": by_version.get("corrected", 0),
+        "rounds": len({m["round"] for m in project.store.models()}),
+        "validation_metrics": project.store.model(current)["metrics"] if current is not None else {},
+        "weights": _weights(project),
+    }
+    (folder / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+
+
+def _weights(project: Project) -> dict[str, float]:
+    weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
+    return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
+
+
+def export_pairs(project: Project, output: str | os.PathLike, *, versions: str = "corrected",
+                 overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
+    """MMV_Im2Im-style training pairs: ``NAME_IM.tiff`` (image), ``NAME_GT.tiff`` (label), ``NAME_CM.tiff``.
+
+    The cost map is the per-pixel training weight the loop itself uses: corrected pixels 1, pseudo /
+    predicted ones ``training.weights.pseudo``, pixels in the ignore mask ``training.weights.ignore``.
+    Images are written as OME-TIFF (C[Z]YX, timepoint 0) so their metadata travels with them.
+    """
+    from im2im_engine import __version__, io
+
+    output = Path(output)
+    rows = [r for r in choose_labels(project, versions, PAIR_PREFERENCE)]
+    rows = [r for r in rows if r.image.state == "ok"]
+    if not rows:
+        raise ExportFailed(f"{project.root}: no {'corrected ' if versions == 'corrected' else ''}labels to export")
+    weights = _weights(project)
+    names = _file_names(rows)
+    tmp = _staged(output, overwrite)
+    try:
+        table = []
+        for i, r in enumerate(rows):
+            if progress:
+                progress(i, len(rows), r.image.name)
+            img = io.read_image(r.image.path)
+            base = names[r.image.id]
+            sizes = img.info.physical_pixel_sizes
+            data = img.data if r.image.is_3d else img.data[:, 0]
+            io.write_ome_tiff(tmp / f"{base}_IM.tiff", data, dim_order="CZYX" if r.image.is_3d else "CYX",
+                              channel_names=img.info.channel_names, physical_pixel_sizes=sizes)
+            io.write_ome_tiff(tmp / f"{base}_GT.tiff", r.label.astype(np.int32), physical_pixel_sizes=sizes)
+            cost = np.full(r.label.shape, weights["corrected" if r.version == "corrected" else "pseudo"], np.float32)
+            ignore = project.store.get_label(r.image.id, "ignore")
+            if ignore is not None:
+                cost[ignore.reshape(cost.shape) > 0] = weights["ignore"]
+            io.write_ome_tiff(tmp / f"{base}_CM.tiff", cost, physical_pixel_sizes=sizes)
+            table.append({"name": base, "image": r.image.path, "label_version": r.version})
+        with open(tmp / "pairs.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=("name", "image", "label_version"))
+            writer.writeheader()
+            writer.writerows(table)
+        _write_data_provenance(project, tmp, "pairs", versions, rows, __version__)
+        _publish(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        progress(len(rows), len(rows), "done")
+    project.store.log("export", format="pairs", path=str(output), versions=versions, n_images=len(rows))
+    return ExportReport("pairs", output, None, ["pairs.csv", "provenance.json"], {}, len(rows))
+
+
+def default_output(project: Project, fmt: str, version: int | None = None) -> Path:
+    """``PROJECT/exports/<format>[-vN]-<UTC time>``: a fresh folder per export."""
+    stamp = now().replace(":", "").replace("-", "").split(".")[0]
+    tag = f"-v{version}" if version is not None else ""
+    return project.exports_dir / f"{fmt}{tag}-{stamp}"
+
+
+def export(project: Project, fmt: str, output: str | os.PathLike | None = None, *, version: int | None = None,
+           versions: str = "corrected", overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
+    """One entry point for the CLI and the GUI: models, labels or training pairs."""
+    if fmt not in FORMATS:
+        raise ExportFailed(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    if fmt in MODEL_FORMATS:
+        if output is None:
+            output = default_output(project, fmt, resolve_version(project, version)["version"])
+        return export_model(project, fmt, output, version=version, overwrite=overwrite, progress=progress)
+    output = output or default_output(project, fmt)
+    func = export_labels if fmt == "labels" else export_pairs
+    return func(project, output, versions=versions, overwrite=overwrite, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------ model import
+def import_model(project: Project, checkpoint: str | os.PathLike, *, note: str | None = None) -> int:
+    """Take an existing checkpoint (a MONAI network state dict matching the project's config, bare or as an
+    im2im checkpoint) as the starting model: a new model version with status ``imported``, made current.
+
+    Unreadable, unsafe (pickled code) or mismatching files raise :class:`ExportFailed` naming the file and
+    the problem (first mismatching tensor with both shapes); nothing is recorded then.
+    """
+    from im2im_engine import CheckpointError, Engine
+    from im2im_engine.checkpoint import load_checkpoint
+
+    from .loop import model_dir
+
+    path = Path(checkpoint).resolve()
+    cfg = project.engine_config()
+    try:
+        _check_file_kind(path)
+        payload = load_checkpoint(path)
+        _check_task(path, payload.get("config"), cfg)
+        engine = Engine.from_config(cfg, checkpoint=path, device="cpu")
+    except CheckpointError as exc:
+        raise ExportFailed(str(exc)) from None
+    store = project.store
+    version = int(store.scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM models"))
+    out = model_dir(project, version)
+    if out.exists():  # left by a killed run that never got recorded
+        shutil.rmtree(out)
+    digest = _sha256(path)
+    engine.save(out / "model.pt", meta={"imported_from": str(path), "sha256": digest})
+    parent = store.current_model
+    round_no = 0 if parent is None else store.model(parent)["round"] + 1
+    message = note or f"v{version} imported from {path.name} (sha256 {digest[:12]})"
+    store.add_model(version=version, path=str((out / "model.pt").relative_to(project.root)), parent=parent,
+                    status="imported", round=round_no, metrics={}, train_set_hash=None, n_corrected=0, n_pseudo=0,
+                    seconds=0.0, note=message)
+    store.set_current_model(version)
+    store.log("import", version=version, source=str(path), sha256=digest, parent=parent)
+    return version
+
+
+def _check_file_kind(path: Path) -> None:
+    """Tell a damaged or foreign file from an unsafe one: ``torch.load`` reports any non-zip file as a
+    failed (unsafe) unpickling, which would send the user looking for malicious code in a truncated copy."""
+    import zipfile
+
+    from im2im_engine import CheckpointError
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # torch zip, or a legacy torch pickle
+        raise CheckpointError(f"{path}: not a readable checkpoint (neither a PyTorch zip archive nor a legacy "
+                              "PyTorch file: truncated, corrupt or another format)")
+
+
+def _check_task(path: Path, stored: dict | None, cfg: Any) -> None:
+    """A full im2im checkpoint says what it was trained for; refuse one made for another task or dimension
+    even when the tensor shapes happen to fit (3 semantic classes vs the 3-class instance head)."""
+    if not isinstance(stored, dict):
+        return
+    task = (stored.get("task") or {}).get("kind")
+    dims = (stored.get("data") or {}).get("spatial_dims")
+    if task and task != cfg.task.kind:
+        from im2im_engine import CheckpointError
+
+        raise CheckpointError(f"{path}: checkpoint was trained for task {task!r}, this project is {cfg.task.kind!r}")
+    if dims and dims != cfg.data.spatial_dims:
+        from im2im_engine import CheckpointError
+
+        raise CheckpointError(f"{path}: checkpoint is for {dims}D images, this project is {cfg.data.spatial_dims}D")

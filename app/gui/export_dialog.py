@@ -1,0 +1,155 @@
+"""File → Export…: export the model or the labels without leaving the app.
+
+The dialog only collects choices; :func:`annotation.export.export` does the work (the CLI's ``export`` runs
+the same function). Exporting traces the network and checks it with onnxruntime, which takes seconds, so
+it runs in a superqt thread worker with a progress bar; the GUI thread never waits on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from annotation.export import FORMATS, MODEL_FORMATS, default_output
+from annotation.project import Project
+
+from . import workers
+
+FORMAT_TEXT = {
+    "torchscript": "Model: TorchScript (runs with plain PyTorch)",
+    "onnx": "Model: ONNX (checked with onnxruntime)",
+    "bioimageio": "Model: BioImage Model Zoo package",
+    "labels": "Labels: OME-TIFF + CSV",
+    "pairs": "Training pairs: _IM / _GT / _CM (MMV_Im2Im)",
+}
+
+
+class ExportDialog(QDialog):
+    """Choose what to export and where; ``finished_export`` carries the report (tests, status bar)."""
+
+    finished_export = Signal(object)
+
+    def __init__(self, project: Project, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = project
+        self.worker = None
+        self.setWindowTitle("Export")
+        self.format = QComboBox()
+        for fmt in FORMATS:
+            self.format.addItem(FORMAT_TEXT[fmt], fmt)
+        self.version = QComboBox()
+        current = project.store.current_model
+        for m in project.store.models():
+            tag = " (current)" if m["version"] == current else f" ({m['status']})"
+            self.version.addItem(f"v{m['version']}{tag}", m["version"])
+            if m["version"] == current:
+                self.version.setCurrentIndex(self.version.count() - 1)
+        self.versions = QComboBox()
+        self.versions.addItem("corrected images only", "corrected")
+        self.versions.addItem("every image (best label each)", "all")
+        self.output = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.output, 1)
+        row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Export", self.format)
+        form.addRow("Model version", self.version)
+        form.addRow("Labels", self.versions)
+        form.addRow("Folder", row)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
+        self.run_button.clicked.connect(self.start)
+        self.buttons.rejected.connect(self.reject)
+        box = QVBoxLayout(self)
+        box.addLayout(form)
+        box.addWidget(self.bar)
+        box.addWidget(self.status)
+        box.addWidget(self.buttons)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._format_changed()
+        self.resize(560, 240)
+
+    # ------------------------------------------------------------------ choices
+    @property
+    def chosen_format(self) -> str:
+        return str(self.format.currentData())
+
+    def _format_changed(self) -> None:
+        fmt = self.chosen_format
+        is_model = fmt in MODEL_FORMATS
+        self.version.setEnabled(is_model and self.version.count() > 0)
+        self.versions.setEnabled(not is_model)
+        version = self.version.currentData() if is_model else None
+        self.output.setText(str(default_output(self.project, fmt, version)))
+        if is_model and self.version.count() == 0:
+            self.status.setText("No model yet: train one first (Model → Train).")
+        else:
+            self.status.setText("")
+
+    def _browse(self) -> None:
+        start = str(Path(self.output.text()).parent)
+        folder = QFileDialog.getExistingDirectory(self, "Export into", start)
+        if folder:
+            self.output.setText(str(Path(folder) / Path(self.output.text()).name))
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Run the export on a thread worker; progress and the result come back on the GUI thread."""
+        from annotation.export import export
+
+        fmt = self.chosen_format
+        version = self.version.currentData() if fmt in MODEL_FORMATS else None
+        versions = str(self.versions.currentData())
+        output = self.output.text().strip() or None
+        bridge = workers.ProgressBridge(self)
+        bridge.progress.connect(self._progress)
+        self.run_button.setEnabled(False)
+        self.bar.setRange(0, 0)  # busy until the first progress report
+        self.status.setText(f"Exporting {fmt}…")
+
+        def run():
+            return export(self.project, fmt, output, version=version, versions=versions, progress=bridge.emit)
+
+        self.worker = workers.start(run, on_done=self._done, on_error=self._failed)
+
+    def _progress(self, done: int, total: int, what: str) -> None:
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(done)
+        if what:
+            self.status.setText(what)
+
+    def _done(self, report) -> None:
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.run_button.setEnabled(True)
+        self.status.setText(report.summary())
+        self.finished_export.emit(report)
+
+    def _failed(self, exc: Exception) -> None:
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.run_button.setEnabled(True)
+        self.status.setText(f"Export failed: {exc}")
+        self.finished_export.emit(exc)
