@@ -93,8 +93,13 @@ def train_round(
     data = build_trainset(project, scratch, _engine_weights(project), settings.val_fraction)
     if not data.train:
         raise JobError(f"{project.root}: nothing to train on (no image has a pseudo or corrected label)")
+    config = project.engine_config_dict()
+    if parent is not None:  # fine-tuning: a gentler learning rate so a few corrections do not wash out v1
+        training = dict(config.get("training") or {})
+        training["lr"] = float(training.get("lr", 1e-3)) * settings.finetune_lr_scale
+        config = {**config, "training": training}
     spec = {
-        "config": project.engine_config_dict(),
+        "config": config,
         "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
         "output_dir": str(out), "steps": steps, "train": data.train, "val": data.val,
         "evaluate_checkpoint": parent is not None and bool(data.val),

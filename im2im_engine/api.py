@@ -26,7 +26,7 @@ from .data import Sample, as_channel_first, normalize, prepare_target
 from .inference import SlidingPredictor, reduce_map, uncertainty_maps
 from .metrics import ap50, dice, iou, mean_class_dice, psnr, ssim
 from .networks import build_network, check_sizes
-from .targets import classes_to_instances
+from .targets import labels_from_output
 from .train import TrainResult, train_loop
 
 
@@ -141,13 +141,7 @@ class Engine:
         return SlidingPredictor(self.net, self.config, self.device, self.amp_dtype)
 
     def _labels(self, output: np.ndarray) -> np.ndarray | None:
-        task = self.config.task
-        if task.kind == "regression":
-            return None
-        if task.kind == "instance":
-            ic = task.instance
-            return classes_to_instances(output, ic.fg_threshold, ic.seed_threshold, ic.min_size)
-        return np.argmax(output, axis=0).astype(np.int32)
+        return labels_from_output(output, self.config.task)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """Sliding-window prediction of one image (C, *sp): probabilities/regression, labels, embedding."""

@@ -54,9 +54,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" not in str(exc).lower():  # garbage, not a hostile pickle
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (truncated, corrupt or another format: {first})"
+            ) from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects that could run code; only weights "
-            f"are accepted (torch.load weights_only=True: {first})"
+            "are accepted (loaded with torch.load(weights_only=True); do not load it otherwise unless you trust "
+            "where it came from)"
         ) from None
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -24,20 +24,14 @@ from .api import Prediction
 from .config import EngineConfig, load_config
 from .data import as_channel_first, normalize
 from .export import ExportError, onnx_session, read_manifest
-from .targets import classes_to_instances
+from .targets import labels_from_output as task_labels
 
 Progress = Callable[[int, int, str], None]
 
 
 def labels_from_output(output: np.ndarray, cfg: EngineConfig) -> np.ndarray | None:
     """Task post-processing of stitched outputs; the same rule as ``Engine.predict``."""
-    task = cfg.task
-    if task.kind == "regression":
-        return None
-    if task.kind == "instance":
-        ic = task.instance
-        return classes_to_instances(output, ic.fg_threshold, ic.seed_threshold, ic.min_size)
-    return np.argmax(output, axis=0).astype(np.int32)
+    return task_labels(output, cfg.task)
 
 
 def sliding_window(cfg: EngineConfig, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray,

@@ -88,3 +88,17 @@ def semantic_target(labels: np.ndarray, num_classes: int) -> np.ndarray:
         raise ValueError(f"target has class ids {int(lab.min())}..{int(lab.max())}; task.num_classes={num_classes}"
                          f" allows 0..{num_classes - 1}")
     return lab.astype(np.int64)
+
+
+def labels_from_output(output: np.ndarray, task) -> np.ndarray | None:
+    """The label image of a stitched network output (``task``: the config's ``task`` section).
+
+    One rule for the engine and for exported models: argmax for semantic tasks, seeded watershed of the
+    background/interior/boundary classes for instances, none for regression.
+    """
+    if task.kind == "regression":
+        return None
+    if task.kind == "instance":
+        ic = task.instance
+        return classes_to_instances(output, ic.fg_threshold, ic.seed_threshold, ic.min_size)
+    return np.argmax(output, axis=0).astype(np.int32)
