@@ -117,6 +117,22 @@ def _edit_from_mask(label: np.ndarray, z: int | None, mask: np.ndarray, value: i
     return Edit(_box_of(sl), after, kind)
 
 
+def _edit_in_box(label: np.ndarray, z: int, box: tuple[slice, slice], mask: np.ndarray, value: int,
+                 kind: str) -> Edit | None:
+    """:func:`_edit_from_mask` for a mask that only covers ``box`` of plane ``z`` (no full-plane arrays)."""
+    vol = as_zyx(label)
+    ys, xs = box
+    local = mask & (vol[z, ys, xs] != value)
+    sub = bbox(local)
+    if sub is None:
+        return None
+    ya, yb = ys.start + sub[0].start, ys.start + sub[0].stop
+    xa, xb = xs.start + sub[1].start, xs.start + sub[1].stop
+    after = vol[z : z + 1, ya:yb, xa:xb].astype(np.int32, copy=True)
+    after[0][local[sub]] = value
+    return Edit((z, z + 1, ya, yb, xa, xb), after, kind)
+
+
 def _check_z(label: np.ndarray, z: int) -> None:
     if not 0 <= z < as_zyx(label).shape[0]:
         raise EditError(f"plane z={z} outside the label (Z={as_zyx(label).shape[0]})")
@@ -147,6 +163,24 @@ def stroke_mask(shape: tuple[int, int], points: Iterable[Point], radius: int) ->
             continue
         out[ya:yb, xa:xb] |= d[sy0 : sy0 + yb - ya, sx0 : sx0 + xb - xa]
     return out
+
+
+def stroke_window(shape: tuple[int, int], points: Sequence[Point], radius: int
+                  ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """:func:`stroke_mask` cut to the stroke's neighbourhood: ``((ys, xs), mask of that window)``, or None
+    when the stroke misses the plane. Same pixels as the full-plane mask, at the cost of the window."""
+    if not len(points):
+        return None
+    r = disk(radius).shape[0] // 2 + 1
+    ys_ = [float(p[0]) for p in points]
+    xs_ = [float(p[1]) for p in points]
+    h, w = shape
+    y0, y1 = max(0, int(np.floor(min(ys_))) - r), min(h, int(np.floor(max(ys_))) + r + 1)
+    x0, x1 = max(0, int(np.floor(min(xs_))) - r), min(w, int(np.floor(max(xs_))) + r + 1)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    local = stroke_mask((y1 - y0, x1 - x0), [(y - y0, x - x0) for y, x in zip(ys_, xs_, strict=True)], radius)
+    return (slice(y0, y1), slice(x0, x1)), local
 
 
 def polygon_mask(shape: tuple[int, int], vertices: Sequence[Point]) -> np.ndarray:
@@ -335,12 +369,16 @@ class LabelEditor:
         seg = [*s["points"][-1:], point]
         s["points"].append(point)
         arr = self.array(s["version"])
-        mask = stroke_mask(arr.shape[1:], seg, s["radius"])
-        sl = bbox(mask)
-        if sl is None:
+        local = stroke_window(arr.shape[1:], seg, s["radius"])
+        if local is None:
             return None
+        win, mask = local  # only the segment's neighbourhood: a full-plane mask per mouse move is ~ms at 4096²
+        sub = bbox(mask)
+        if sub is None:
+            return None
+        sl = tuple(slice(w.start + a.start, w.start + a.stop) for w, a in zip(win, sub, strict=True))
         plane = arr[s["z"]]
-        plane[sl][mask[sl]] = s["value"]
+        plane[sl][mask[sub]] = s["value"]
         box = (s["z"], s["z"] + 1, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
         s["box"] = union_box(s["box"], box)
         return box
@@ -352,10 +390,12 @@ class LabelEditor:
             return None
         arr = self.array(s["version"])
         z = s["z"]
-        painted = arr[z].copy()
-        arr[z] = s["before"]  # restore, then apply the stroke as one recorded edit
-        mask = painted != s["before"]
-        edit = _edit_from_mask(arr, z, mask, s["value"], "erase" if s["value"] == 0 else "stroke")
+        _, _, y0, y1, x0, x1 = s["box"]  # the stroke changed nothing outside its box
+        ys, xs = slice(y0, y1), slice(x0, x1)
+        painted = arr[z, ys, xs].copy()
+        arr[z, ys, xs] = s["before"][ys, xs]  # restore, then apply the stroke as one recorded edit
+        edit = _edit_in_box(arr, z, (ys, xs), painted != s["before"][ys, xs], s["value"],
+                            "erase" if s["value"] == 0 else "stroke")
         if s["version"] == "ignore" and edit is not None:
             edit = Edit(edit.box, edit.after, "ignore" if s["value"] else "unignore")
         return self.apply(edit, s["version"]) or s["box"]
