@@ -136,7 +136,8 @@ class LocalRun:
         self.nproc = nproc
         self.label = label("local", nproc)
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in ending()/kill()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # below the window in CPU priority: on a laptop the brush must stay smooth while training runs
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "IM2IM_WORKER_NICE": os.environ.get("IM2IM_WORKER_NICE", "5")}
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # never inherit a torchrun layout by accident
             env.pop(key, None)
         self.proc = subprocess.Popen(worker_command(spec_path, nproc), stdout=subprocess.PIPE, stderr=self._log,

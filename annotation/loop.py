@@ -253,19 +253,22 @@ def image_states(project: Project) -> dict[int, str]:
     return {k: ("predicted" if v == "prediction" else v) for k, v in states.items()}
 
 
-def _candidates(project: Project, exclude_corrected: bool = True) -> tuple[list[strategies.Candidate], dict]:
+def _candidates(project: Project, exclude_corrected: bool = True) -> tuple[list[strategies.Candidate], dict, dict]:
+    """Queue candidates, label states and image names, from one light pass over the images table (the
+    queue of a 10,000-image project is rebuilt after every round, so no per-row JSON parsing here)."""
     store = project.store
     version = store.current_model
     rows = {r["image_id"]: r for r in store.scores(version)} if version is not None else {}
     states = image_states(project)
+    images = store.query("SELECT id, name, split, state FROM images ORDER BY id")
     cands = []
-    for im in usable_images(store):
-        if im.split == "test" or (exclude_corrected and states.get(im.id) == "corrected"):
+    for im in images:
+        if im["state"] != "ok" or im["split"] == "test" or (exclude_corrected and states.get(im["id"]) == "corrected"):
             continue
-        row = rows.get(im.id)
+        row = rows.get(im["id"])
         cands.append(strategies.Candidate(
-            im.id, dict(row["details"]) if row else {}, row["embedding"] if row else None))
-    return cands, states
+            im["id"], dict(row["details"]) if row else {}, row["embedding"] if row else None))
+    return cands, states, {im["id"]: im["name"] for im in images}
 
 
 def _labeled_embeddings(project: Project) -> np.ndarray | None:
@@ -283,27 +286,26 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
     settings = project.loop
     strategy = strategy or settings.strategy
     n = settings.batch_size if n is None else n
-    cands, states = _candidates(project)
+    cands, states, names = _candidates(project)
     keys = strategies.select(cands, n, strategy, random_share=settings.random_share,
                              labeled_embeddings=_labeled_embeddings(project), seed=seed)
-    return _entries(project, keys, cands, states, strategy)
+    return _entries(names, keys, cands, states, strategy)
 
 
 def queue(project: Project, strategy: str | None = None, state: str | None = None) -> list[QueueEntry]:
     """Every image, ranked for the queue panel: uncorrected by the strategy, corrected at the end."""
     strategy = strategy or project.loop.strategy
-    cands, states = _candidates(project)
+    cands, states, names = _candidates(project)
     keys = strategies.rank(cands, strategy) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "corrected"]
-    entries = _entries(project, keys, cands, states, strategy)
+    entries = _entries(names, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]
 
 
-def _entries(project: Project, keys: list[int], cands: list, states: dict[int, str],
+def _entries(names: dict[int, str], keys: list[int], cands: list, states: dict[int, str],
              strategy: str) -> list[QueueEntry]:
     """Queue rows; the score shown is the one the strategy ranks by (none for random)."""
     by_key = {c.key: c for c in cands}
-    names = {im.id: im.name for im in project.store.images()}
     measure = strategies.MEASURE.get(strategy)
     out = []
     for rank, key in enumerate(keys):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -297,8 +298,19 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     return EXIT_CANCELLED if cancelled else EXIT_OK
 
 
+def _lower_priority() -> None:
+    """``IM2IM_WORKER_NICE=N`` (set by the app's local backend): yield the CPU to the GUI process."""
+    try:
+        niceness = int(os.environ.get("IM2IM_WORKER_NICE", "0"))
+        if niceness > 0:
+            os.nice(niceness)
+    except (ValueError, OSError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _lower_priority()
     real_stdout = sys.stdout
     emit = Emitter(real_stdout, dd.from_env().rank)
     sys.stdout = sys.stderr  # keep stdout pure JSON lines whatever libraries print
