@@ -140,6 +140,9 @@ class Weights(_Section):
 
 class TrainingConfig(_Section):
     steps: int = Field(200, ge=0)
+    # epochs, when set, replace ``steps``: one epoch draws ``patches_per_image`` patches from every image
+    epochs: int | None = Field(None, ge=1)
+    patches_per_image: int = Field(4, ge=1)
     batch_size: int = Field(4, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0.0)

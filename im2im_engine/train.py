@@ -110,6 +110,13 @@ def _distributed_model(engine: Engine, batch_size: int) -> tuple[torch.nn.Module
     return ddp, slice(start, start + sizes[info.rank]), sizes
 
 
+def planned_steps(t, n_images: int) -> int:
+    """``training.steps``, or the steps ``training.epochs`` amount to for ``n_images`` training images."""
+    if t.epochs is None:
+        return t.steps
+    return max(1, math.ceil(t.epochs * n_images * t.patches_per_image / t.batch_size))
+
+
 def train_loop(
     engine: Engine,
     train: list[Sample],
@@ -121,7 +128,6 @@ def train_loop(
 ) -> TrainResult:
     cfg = engine.config
     t = cfg.training
-    total = t.steps if steps is None else int(steps)
     info = dd.info()
     torch.manual_seed(t.seed + info.rank)  # dropout masks differ per rank; the batch stream (numpy) does not
     rng = np.random.default_rng(t.seed)
@@ -130,6 +136,7 @@ def train_loop(
     val = list(val or [])
     if not val and t.val_fraction > 0:
         train, val = split_validation(list(train), t.val_fraction, rng)
+    total = int(steps) if steps is not None else planned_steps(t, len(train))
     prepared = [prepare(s, cfg, rng) for s in train]  # normalised once, cached for the whole run
     sampler = PatchSampler(prepared, cfg, rng)
     model, part, sizes = _distributed_model(engine, t.batch_size)

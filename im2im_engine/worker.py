@@ -231,7 +231,9 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     cfg_src = spec.get("config")
     if cfg_src is None:
         raise JobError("config: required (a YAML path or an inline object)")
-    overrides = {"training": {"steps": int(spec["steps"])}} if spec.get("steps") is not None else None
+    # an explicit step count (a fine-tuning round) wins over the config's steps or epochs
+    overrides = ({"training": {"steps": int(spec["steps"]), "epochs": None}} if spec.get("steps") is not None
+                 else None)
     cfg = load_config(cfg_src if isinstance(cfg_src, dict) else job.path(cfg_src, "config"), overrides)
     ckpt = job.path(spec["checkpoint"], "checkpoint") if spec.get("checkpoint") else None
     job.output_dir.mkdir(parents=True, exist_ok=True)

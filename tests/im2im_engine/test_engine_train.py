@@ -116,3 +116,18 @@ def test_3d_semantic_trains(tiny_cfg, make_disks):
     res = eng.train(samples[:1], val=samples[1:])
     assert res.val_metrics["dice"] > max(before, 0.5)
     assert eng.predict(samples[1].image).labels.shape == (16, 32, 32)
+
+
+def test_epochs_replace_steps_and_explicit_steps_win(tiny_cfg, disk_data):
+    samples = semantic_samples(disk_data[:3])
+    cfg = tiny_cfg(training={"steps": 50, "epochs": 2, "patches_per_image": 2, "batch_size": 2})
+    eng = Engine.from_config(cfg)
+    assert eng.train(samples).steps == 6  # ceil(2 epochs * 3 images * 2 patches / batch 2)
+    assert eng.train(samples, steps=3).steps == 3
+
+
+def test_epochs_must_be_positive(tiny_cfg):
+    from im2im_engine import ConfigError
+
+    with pytest.raises(ConfigError, match=r"training\.epochs"):
+        tiny_cfg(training={"epochs": 0})
