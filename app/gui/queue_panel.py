@@ -1,13 +1,15 @@
 """The queue: images ranked by the active strategy, with score, thumbnail and state.
 
 Ranking is :func:`annotation.loop.queue` (DB only, run on a worker so a big project never stalls the
-window); thumbnails are made on a worker too and cached per image id for the session.
+window). The table is a model/view pair: Qt asks only for the rows on screen, so a 10,000-image queue costs
+the same to show as a 10-image one, and thumbnails are made (on a worker, cached per image id) only for rows
+that are actually displayed.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -16,8 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +31,7 @@ from . import workers
 
 STATE_COLOURS = {"pseudo": "#9e9e9e", "predicted": "#4fc3f7", "corrected": "#81c784"}
 THUMB = 48
+Index = QModelIndex | QPersistentModelIndex
 
 
 def to_icon(thumb: np.ndarray | None) -> QIcon:
@@ -38,6 +40,67 @@ def to_icon(thumb: np.ndarray | None) -> QIcon:
     arr = np.ascontiguousarray(thumb)
     image = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format.Format_Grayscale8)
     return QIcon(QPixmap.fromImage(image.copy()))
+
+
+class QueueModel(QAbstractTableModel):
+    """The ranked entries as a Qt table model; asks for a thumbnail the first time a row is painted."""
+
+    HEADERS = ("#", "Image", "Score", "State")
+
+    def __init__(self, want_thumbnail, parent=None):
+        super().__init__(parent)
+        self.entries: list[loop.QueueEntry] = []
+        self.icons: dict[int, QIcon] = {}
+        self._want_thumbnail = want_thumbnail
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.entries)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        e = self.entries[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (str(e.rank + 1), e.name, "—" if e.score is None else f"{e.score:.4g}", e.state)[col]
+        if role == Qt.ItemDataRole.DecorationRole and col == 1:
+            icon = self.icons.get(e.image_id)
+            if icon is None:
+                self._want_thumbnail(e.image_id)
+            return icon
+        if role == Qt.ItemDataRole.ForegroundRole and col == 3:
+            return QColor(STATE_COLOURS.get(e.state, "#ccc"))
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 2:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and col == 1:
+            return f"{e.name} (id {e.image_id})"
+        if role == Qt.ItemDataRole.UserRole:
+            return e.image_id
+        return None
+
+    def set_entries(self, entries: list[loop.QueueEntry]) -> None:
+        """Replace the rows; icons made earlier are kept (the panel owns the cache)."""
+        self.beginResetModel()
+        self.entries = entries
+        self.endResetModel()
+
+    def row_changed(self, row: int) -> None:
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.HEADERS) - 1))
+
+
+class QueueTable(QTableView):
+    """The view; ``rowCount()`` for callers used to QTableWidget."""
+
+    def rowCount(self) -> int:
+        return self.model().rowCount()
 
 
 class QueuePanel(QWidget):
@@ -64,19 +127,28 @@ class QueuePanel(QWidget):
         self.state.setToolTip("Show only images in this state")
         for box in (self.strategy, self.state):
             box.currentIndexChanged.connect(self.refresh)
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["#", "Image", "Score", "State"])
+        self.model = QueueModel(self._want_thumbnail, self)
+        self._rows: dict[int, int] = {}
+        self._thumb_batch: list[int] = []
+        self._thumb_timer = QTimer(self)  # debounced: thumbnails are made once scrolling pauses
+        self._thumb_timer.setSingleShot(True)
+        self._thumb_timer.setInterval(120)
+        self._thumb_timer.timeout.connect(self._load_thumbnails)
+        self.table = QueueTable()
+        self.table.setModel(self.model)
         self.table.verticalHeader().hide()
         self.table.setIconSize(QSize(THUMB, THUMB))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(THUMB + 6)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for col in (0, 2, 3):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.cellClicked.connect(lambda row, _col: self._select_row(row))
+        for col, width in ((0, 44), (2, 78), (3, 84)):  # fixed: ResizeToContents would measure every row
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+            header.resizeSection(col, width)
+        self.table.clicked.connect(lambda index: self._select_row(index.row()))
         self.prev_button = QPushButton("◀ Previous")
         self.next_button = QPushButton("Next ▶")
         self.prev_button.setToolTip("Previous image in the queue (, or Ctrl+Left)")
@@ -120,47 +192,40 @@ class QueuePanel(QWidget):
         if generation != self._generation:
             return  # a newer refresh is on its way
         self.entries = entries
-        # One layout pass for the whole fill instead of one per item (10,000 rows x 4 items).
-        self.table.setUpdatesEnabled(False)
-        self.table.blockSignals(True)
-        try:
-            self._fill(entries)
-        finally:
-            self.table.blockSignals(False)
-            self.table.setUpdatesEnabled(True)
+        self._rows = {e.image_id: row for row, e in enumerate(entries)}
+        self.model.set_entries(entries)
         counts = {s: sum(e.state == s for e in entries) for s in STATE_COLOURS}
         self.summary.setText(f"{len(entries)} images · " + " · ".join(f"{n} {s}" for s, n in counts.items()))
         self._highlight()
-        self._load_thumbnails()
         self.refreshed.emit()
 
-    def _fill(self, entries: list[loop.QueueEntry]) -> None:
-        self.table.setRowCount(len(entries))
-        for row, e in enumerate(entries):
-            name = QTableWidgetItem(self._thumbs.get(e.image_id, QIcon()), e.name)
-            name.setData(Qt.ItemDataRole.UserRole, e.image_id)
-            name.setToolTip(f"{e.name} (id {e.image_id})")
-            score = QTableWidgetItem("—" if e.score is None else f"{e.score:.4g}")
-            score.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            state = QTableWidgetItem(e.state)
-            state.setForeground(QColor(STATE_COLOURS.get(e.state, "#ccc")))
-            self.table.setItem(row, 0, QTableWidgetItem(str(e.rank + 1)))
-            self.table.setItem(row, 1, name)
-            self.table.setItem(row, 2, score)
-            self.table.setItem(row, 3, state)
+    def _want_thumbnail(self, image_id: int) -> None:
+        """Called while painting a row without a thumbnail: batch the requests, make them on a worker."""
+        if image_id in self._thumbs_pending:
+            return
+        self._thumbs_pending.add(image_id)
+        self._thumb_batch.append(image_id)
+        self._thumb_timer.start()
 
     def _load_thumbnails(self) -> None:
-        missing = [e.image_id for e in self.entries
-                   if e.image_id not in self._thumbs and e.image_id not in self._thumbs_pending]
-        if not missing:
+        batch, self._thumb_batch = self._thumb_batch, []
+        if not batch:
             return
-        self._thumbs_pending.update(missing)
-        records = {r.id: r for r in self.project.store.images()}
+        visible = self._visible_rows()
+        # rows scrolled past before the pause are not worth a file read now; they ask again when shown
+        for image_id in [i for i in batch if self.row_of(i) not in visible]:
+            self._thumbs_pending.discard(image_id)
+        batch = [i for i in batch if self.row_of(i) in visible]
+        store = self.project.store
 
         def make_all():
-            for image_id in missing:
-                if image_id in records:
-                    yield workers.make_thumbnail(records[image_id], THUMB)
+            for image_id in batch:
+                try:
+                    record = store.image(image_id)
+                except Exception:  # removed meanwhile
+                    yield image_id, None
+                    continue
+                yield workers.make_thumbnail(record, THUMB)
 
         worker = workers.start(make_all)
         worker.yielded.connect(self._thumbnail_ready)
@@ -168,17 +233,21 @@ class QueuePanel(QWidget):
     def _thumbnail_ready(self, item: tuple[int, np.ndarray | None]) -> None:
         image_id, thumb = item
         self._thumbs_pending.discard(image_id)
-        self._thumbs[image_id] = icon = to_icon(thumb)
+        self._thumbs[image_id] = self.model.icons[image_id] = to_icon(thumb)
         row = self.row_of(image_id)
         if row is not None:
-            self.table.item(row, 1).setIcon(icon)
+            self.model.row_changed(row)
+
+    def _visible_rows(self) -> range:
+        top = self.table.rowAt(0)
+        bottom = self.table.rowAt(self.table.viewport().height() - 1)
+        top = 0 if top < 0 else top
+        bottom = len(self.entries) - 1 if bottom < 0 else bottom
+        return range(max(0, top - 5), bottom + 6)
 
     # ------------------------------------------------------------------ navigation
     def row_of(self, image_id: int | None) -> int | None:
-        for row, e in enumerate(self.entries):
-            if e.image_id == image_id:
-                return row
-        return None
+        return None if image_id is None else self._rows.get(image_id)
 
     def set_current(self, image_id: int) -> None:
         self.current = image_id
@@ -191,7 +260,7 @@ class QueuePanel(QWidget):
             self.table.clearSelection()
         else:
             self.table.selectRow(row)
-            self.table.scrollToItem(self.table.item(row, 0))
+            self.table.scrollTo(self.model.index(row, 0))
         self.table.blockSignals(False)
 
     def _select_row(self, row: int) -> None:
@@ -223,6 +292,4 @@ class QueuePanel(QWidget):
         if row is None or self.entries[row].state == state:
             return
         self.entries[row].state = state
-        item = self.table.item(row, 3)
-        item.setText(state)
-        item.setForeground(QColor(STATE_COLOURS.get(state, "#ccc")))
+        self.model.row_changed(row)
