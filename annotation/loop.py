@@ -38,6 +38,7 @@ class RoundResult:
     message: str = ""
     cancelled: bool = False
     seconds: float = 0.0
+    hint: str | None = None  # e.g. "the metric has plateaued: more corrections may not pay off"
 
 
 @dataclass
@@ -136,7 +137,7 @@ def train_round(
     store.log("round", round=round_no, version=version, accepted=accepted, metrics=metrics,
               baseline=baseline, n_corrected=data.n_corrected + len(data.val), n_val=len(data.val),
               train_set_hash=data.digest, seconds=seconds, message=message)
-    return RoundResult(version, accepted, metrics, message, seconds=seconds)
+    return RoundResult(version, accepted, metrics, message, seconds=seconds, hint=plateau_hint(project))
 
 
 def _record_correction_agreement(project: Project, parent: int) -> None:

@@ -36,7 +36,7 @@ def _run_cancellable(func: Callable, *args, **kwargs):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from annotation.loop import plateau_hint, train_round
+    from annotation.loop import train_round
     from annotation.project import Project
 
     with Project.open(args.project) as project:
@@ -50,9 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_CANCELLED
         if result.accepted and not args.no_score:
             _score_with_bar(project, args.quiet)
-        hint = plateau_hint(project)
-        if hint:
-            print(f"hint: {hint}")
+        if result.hint:
+            print(f"hint: {result.hint}")
     return EXIT_OK
 
 

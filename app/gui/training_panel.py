@@ -327,7 +327,8 @@ class TrainingPanel(QWidget):
     def _finished(self, result: loop.RoundResult) -> None:
         self._done_ui()
         self.refresh_models()
-        self.status.setText(result.message + (f" ({result.seconds:.0f} s)" if result.seconds else ""))
+        text = result.message + (f" ({result.seconds:.0f} s)" if result.seconds else "")
+        self.status.setText(text + (f"\nHint: {result.hint}" if result.hint else ""))
         self.message.emit(result.message)
         if not result.cancelled:
             self.model_updated.emit(result)

@@ -59,3 +59,20 @@ def test_rank_orders_everything_and_never_more_than_asked() -> None:
     assert select(cands, 10, "entropy") == [100, 102, 101]
     with pytest.raises(ValueError, match="unknown strategy"):
         select(cands, 1, "best")
+
+
+def test_plateau_hint_after_rounds_without_improvement(small_project) -> None:
+    from annotation.loop import plateau_hint
+    from annotation.project import Project
+
+    with Project.open(small_project) as project:
+        store = project.store
+        for v, dice in enumerate([0.70, 0.80, 0.801, 0.802, 0.801], start=1):
+            store.add_model(version=v, path=f"models/v{v}/model.pt", status="accepted", round=v - 1,
+                            metrics={"dice": dice})
+            if v == 4:
+                assert plateau_hint(project) is None  # 0.80 -> 0.802 is within plateau_delta, 2 rounds only
+        hint = plateau_hint(project)
+        assert hint is not None and "dice" in hint and "3 rounds" in hint
+        store.add_model(version=6, path="models/v6/model.pt", status="accepted", round=5, metrics={"dice": 0.85})
+        assert plateau_hint(project) is None
