@@ -23,7 +23,8 @@ from .store import ImageRecord, Store
 Progress = Callable[[int, int, str], None]  # done, total, what
 
 #: Suffixes commonly appended to mask file names; ``cell01_mask.tif`` matches image ``cell01.tif``.
-MASK_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_GT", "_cp_masks", "_instances")
+MASK_SUFFIXES = ("", "_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_GT", "_cp_masks", "_instances",
+                 "_target", "_clean")
 
 
 @dataclass
@@ -133,6 +134,27 @@ def import_masks(
             report.labels += 1
         if progress:
             progress(i + 1, len(matches), mask_path.name)
+
+
+def import_targets(store: Store, targets_dir: Path, report: ImportReport, progress: Progress | None = None) -> None:
+    """Regression targets (e.g. clean images for denoising), matched by stem; referenced by path + hash."""
+    images = store.images()
+    matches, report.unmatched_images = match_masks(images, targets_dir)
+    by_id = {im.id: im for im in images}
+    for i, (image_id, path) in enumerate(matches.items()):
+        image = by_id[image_id]
+        try:
+            info = io.image_info(path)
+            if tuple(info.spatial_shape) != tuple(image.spatial_shape):
+                raise io.ImageReadError(path, f"target of shape {info.spatial_shape} does not fit image "
+                                              f"{image.name} of shape {image.spatial_shape}")
+        except (io.ImageReadError, OSError) as exc:
+            report.labels_skipped.append((str(path), getattr(exc, "problem", None) or str(exc)))
+        else:
+            store.set_target(image_id, str(path.resolve()), content_hash(path))
+            report.labels += 1
+        if progress:
+            progress(i + 1, len(matches), path.name)
 
 
 def generate_pseudo_labels(

@@ -14,6 +14,7 @@ from .importer import (
     generate_pseudo_labels,
     image_record,
     import_masks,
+    import_targets,
 )
 from .project import Project, ProjectError, build_config, remove_partial
 
@@ -51,6 +52,9 @@ def init_project(
     labels = Path(labels_dir) if labels_dir else None
     if labels is not None and pseudo:
         raise ProjectError("give either --labels or --pseudo, not both")
+    if task == "regression" and pseudo:
+        raise ProjectError("--pseudo makes segmentation labels; for a regression task give --labels with the "
+                           "target images (e.g. clean versions of the noisy images), matched by file stem")
     if labels is not None and not labels.is_dir():
         raise ProjectError(f"{labels}: labels folder does not exist")
     if (root / Project.DB).exists():
@@ -83,7 +87,9 @@ def init_project(
     for rec in records:
         report.added.append(store.add_image(rec))
     disambiguate_names(store)
-    if labels is not None:
+    if labels is not None and task == "regression":
+        import_targets(store, labels, report, progress)
+    elif labels is not None:
         n_classes = int((config.get("task") or {}).get("num_classes", 2))
         import_masks(store, labels, report, progress, task=task, num_classes=n_classes)
     elif pseudo:

@@ -70,10 +70,41 @@ def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:
     return None
 
 
+def build_regression_trainset(project: Project, folder: Path, val_fraction: float) -> TrainSet:
+    """Regression: each image's target file (read once, stored as float32 ``(C, *spatial)`` for the worker);
+    every k-th target image is held out, as corrected images are for segmentation."""
+    from im2im_engine import io
+
+    store = project.store
+    result = TrainSet()
+    digest = hashlib.blake2b(digest_size=16)
+    k = max(2, round(1 / val_fraction)) if val_fraction > 0 else 0
+    with_targets = [(im, store.target(im.id)) for im in usable_images(store) if im.split != "test"]
+    with_targets = [(im, t) for im, t in with_targets if t is not None]
+    dims = 3 if any(im.is_3d for im, _ in with_targets) else 2
+    for pos, (image, target) in enumerate(with_targets):
+        data = io.to_spatial(np.asarray(io.read_image(target["path"]).data, np.float32), dims)
+        stem = f"{image.id:06d}"
+        np.save(folder / f"{stem}_target.npy", data)
+        np.save(folder / f"{stem}_weight.npy", np.ones(data.shape[1:], np.float32))
+        entry = {"name": image.name, "image": image.path, "t": 0,
+                 "target": str(folder / f"{stem}_target.npy"), "weight": str(folder / f"{stem}_weight.npy")}
+        digest.update(f"{image.content_hash}:{target['content_hash']}".encode())
+        if k and pos % k == k - 1:
+            result.val.append(entry)
+        else:
+            result.train.append(entry)
+            result.n_corrected += 1
+    result.digest = digest.hexdigest()
+    return result
+
+
 def build_trainset(project: Project, folder: Path, weights: dict[str, float], val_fraction: float) -> TrainSet:
     """Write ``NAME_target.npy`` / ``NAME_weight.npy`` into ``folder`` and return the worker's entries."""
     store = project.store
     folder.mkdir(parents=True, exist_ok=True)
+    if project.task == "regression":
+        return build_regression_trainset(project, folder, val_fraction)
     val_ids = set(assign_validation(store, val_fraction))
     result = TrainSet()
     digest = hashlib.blake2b(digest_size=16)

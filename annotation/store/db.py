@@ -466,6 +466,16 @@ class Store:
             (image_id, t, version),
         )
 
+    # ---------------------------------------------------------------- regression targets
+    def set_target(self, image_id: int, path: str, content_hash: str) -> None:
+        with self.write() as c:
+            c.execute("INSERT OR REPLACE INTO targets (image_id, path, content_hash, added_at) VALUES (?, ?, ?, ?)",
+                      (image_id, path, content_hash, now()))
+
+    def target(self, image_id: int) -> dict | None:
+        rows = self.query("SELECT * FROM targets WHERE image_id = ?", (image_id,))
+        return rows[0] if rows else None
+
     # ---------------------------------------------------------------- models, scores, jobs, events
     def add_model(self, **fields: Any) -> int:
         fields.setdefault("created_at", now())
@@ -577,6 +587,7 @@ class Store:
                 r["state"]: r["n"] for r in self.query("SELECT state, COUNT(*) AS n FROM images GROUP BY state")
             },
             "labels": by_version,
+            "targets": int(self.scalar("SELECT COUNT(*) FROM targets")),
             "corrections": int(self.scalar("SELECT COUNT(*) FROM corrections WHERE undone = 0")),
             "seconds_correcting": float(self.scalar("SELECT COALESCE(SUM(seconds), 0) FROM corrections")),
             "models": int(self.scalar("SELECT COUNT(*) FROM models")),

@@ -132,5 +132,13 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE images ADD COLUMN state TEXT NOT NULL DEFAULT 'ok'")  # ok | missing | changed
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2}
+def _v3(conn: sqlite3.Connection) -> None:
+    """Regression targets (e.g. clean images for denoising): referenced by path like images, not copied."""
+    conn.execute(
+        "CREATE TABLE targets (image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
+        " path TEXT NOT NULL, content_hash TEXT NOT NULL, added_at TEXT NOT NULL)"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 SCHEMA_VERSION = max(MIGRATIONS)
