@@ -36,7 +36,8 @@ def format_status(status: dict) -> str:
         f"Images    {status['images']}"
         + (f"  ({', '.join(f'{n} {s}' for s, n in status['images_by_state'].items() if s != 'ok')})"
            if set(status["images_by_state"]) - {"ok"} else ""),
-        "Labels    " + ", ".join(f"{n} {v}" for v, n in labels.items()),
+        "Labels    " + ", ".join(f"{n} {v}" for v, n in labels.items())
+        + (f", {status['targets']} regression targets" if status.get("targets") else ""),
         f"Corrections {status['corrections']} edits, {status['seconds_correcting'] / 60:.1f} min spent",
     ]
     if status["model_versions"]:
