@@ -43,7 +43,8 @@ def format_status(status: dict) -> str:
     if status["model_versions"]:
         lines.append(f"Models    {len(status['model_versions'])} (current: v{status['current_model']})")
         for m in status["model_versions"]:
-            metrics = ", ".join(f"{k} {v:.3f}" for k, v in m["metrics"].items() if isinstance(v, int | float))
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in m["metrics"].items()
+                                if isinstance(v, float) and not k.endswith("_n"))
             mark = "*" if m["version"] == status["current_model"] else " "
             lines.append(f"  {mark} v{m['version']:<3} {m['status']:<9} round {m['round']:<3} "
                          f"{m['n_corrected']:>4} corrected  {metrics}")

@@ -57,6 +57,8 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     w.setTitle(title, size="9pt")
     w.setLabel("left", left)
     w.setLabel("bottom", bottom)
+    for axis in ("left", "bottom"):  # "ap50 (x0.001)" helps nobody: metrics and counts read as they are
+        w.getAxis(axis).enableAutoSIPrefix(False)
     w.showGrid(x=True, y=True, alpha=0.2)
     w.setMinimumHeight(110)
     w.setMouseEnabled(x=False, y=False)
