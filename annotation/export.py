@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from im2im_engine.atomic import replace_dir
+
 from .project import Project, ProjectError
 from .store import ImageRecord, StoreError
 from .store.db import now
@@ -246,17 +248,6 @@ def _staged(output: Path, overwrite: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
 
 
-def _publish(tmp: Path, output: Path) -> None:
-    """Move the finished folder into place (an older export there goes only once the new one is complete)."""
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-    os.replace(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 LABEL_CSV_FIELDS = ("image", "image_path", "label_file", "label_version", "kind", "model_version", "corrected_by",
                     "first_corrected_at", "corrected_at", "n_edits", "seconds_spent", "corrected_from_model")
 
@@ -292,7 +283,7 @@ def export_labels(project: Project, output: str | os.PathLike, *, versions: str 
             writer.writeheader()
             writer.writerows(table)
         _write_data_provenance(project, tmp, "labels", versions, rows, __version__)
-        _publish(tmp, output)
+        replace_dir(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
@@ -365,7 +356,7 @@ def export_pairs(project: Project, output: str | os.PathLike, *, versions: str =
             writer.writeheader()
             writer.writerows(table)
         _write_data_provenance(project, tmp, "pairs", versions, rows, __version__)
-        _publish(tmp, output)
+        replace_dir(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:

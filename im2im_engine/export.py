@@ -36,6 +36,7 @@ import torch
 import yaml
 from torch import nn
 
+from .atomic import replace_dir
 from .config import EngineConfig, config_to_dict, dump_config
 
 FORMATS = ("torchscript", "onnx", "bioimageio")
@@ -405,23 +406,12 @@ def export_model(engine: Any, fmt: str, output: str | os.PathLike, *, provenance
                     zf.write(tmp / name, name)
             os.replace(packed, out)
         else:
-            _replace_dir(tmp, out)
+            replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         progress(4, 4, f"exported to {out}")
     return ExportResult(fmt, out, files, checks)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an old export there is removed only after the new one is ready."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(folder: Path) -> dict:
