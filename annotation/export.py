@@ -10,7 +10,6 @@ shows, and the CSV carries the who/when/how-long of every corrected image.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -22,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from im2im_engine.atomic import replace_dir
+from im2im_engine.atomic import replace_dir, sha256
 
 from .project import Project, ProjectError
 from .store import ImageRecord, StoreError
 from .store.db import now
+from .trainset import training_weights, weight_map
 
 Progress = Callable[[int, int, str], None]
 MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
@@ -103,7 +103,7 @@ def provenance(project: Project, version: int | None = None) -> dict:
             "created_at": row["created_at"], "train_set_hash": row["train_set_hash"],
             "n_corrected": row["n_corrected"], "n_pseudo": row["n_pseudo"], "metrics": row["metrics"],
             "note": row["note"], "checkpoint": row["path"],
-            "checkpoint_sha256": _sha256(ckpt) if ckpt.exists() else None,
+            "checkpoint_sha256": sha256(ckpt) if ckpt.exists() else None,
         },
         "training_set_hash": row["train_set_hash"],
         "n_corrected_images": row["n_corrected"],
@@ -126,14 +126,6 @@ def _model_config(project: Project, row: dict) -> dict:
     from im2im_engine.config import config_to_dict
 
     return config_to_dict(project.engine_config())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ model export
@@ -278,18 +270,24 @@ def export_labels(project: Project, output: str | os.PathLike, *, versions: str 
             table.append({"image": r.image.name, "image_path": r.image.path, "label_file": rel,
                           "label_version": r.version, "kind": kind, "model_version": r.info.get("model_version") or "",
                           **{k: rec.get(k, "") for k in LABEL_CSV_FIELDS[6:]}})
-        with open(tmp / "labels.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LABEL_CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(table)
-        _write_data_provenance(project, tmp, "labels", versions, rows, __version__)
-        replace_dir(tmp, output)
+        _publish_table(project, tmp, output, "labels", LABEL_CSV_FIELDS, table, versions, rows, __version__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         progress(len(rows), len(rows), "done")
     project.store.log("export", format="labels", path=str(output), versions=versions, n_images=len(rows))
     return ExportReport("labels", output, None, ["labels.csv", "provenance.json", "labels/"], {}, len(rows))
+
+
+def _publish_table(project: Project, tmp: Path, output: Path, fmt: str, fields: tuple[str, ...], table: list[dict],
+                   versions: str, rows: list[LabelRow], engine_version: str) -> None:
+    """Finish a staged label/pair export: ``FMT.csv``, provenance, then move the folder into place."""
+    with open(tmp / f"{fmt}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(table)
+    _write_data_provenance(project, tmp, fmt, versions, rows, engine_version)
+    replace_dir(tmp, output)
 
 
 def _write_data_provenance(project: Project, folder: Path, fmt: str, versions: str, rows: list[LabelRow],
@@ -305,14 +303,9 @@ def _write_data_provenance(project: Project, folder: Path, fmt: str, versions: s
         "n_corrected_images": by_version.get("corrected", 0),
         "rounds": len({m["round"] for m in project.store.models()}),
         "validation_metrics": project.store.model(current)["metrics"] if current is not None else {},
-        "weights": _weights(project),
+        "weights": training_weights(project),
     }
     (folder / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
-
-
-def _weights(project: Project) -> dict[str, float]:
-    weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
-    return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
 
 
 def export_pairs(project: Project, output: str | os.PathLike, *, versions: str = "corrected",
@@ -330,7 +323,7 @@ def export_pairs(project: Project, output: str | os.PathLike, *, versions: str =
     rows = [r for r in rows if r.image.state == "ok"]
     if not rows:
         raise ExportFailed(f"{project.root}: no {'corrected ' if versions == 'corrected' else ''}labels to export")
-    weights = _weights(project)
+    weights = training_weights(project)
     names = _file_names(rows)
     tmp = _staged(output, overwrite)
     try:
@@ -345,18 +338,11 @@ def export_pairs(project: Project, output: str | os.PathLike, *, versions: str =
             io.write_ome_tiff(tmp / f"{base}_IM.tiff", data, dim_order="CZYX" if r.image.is_3d else "CYX",
                               channel_names=img.info.channel_names, physical_pixel_sizes=sizes)
             io.write_ome_tiff(tmp / f"{base}_GT.tiff", r.label.astype(np.int32), physical_pixel_sizes=sizes)
-            cost = np.full(r.label.shape, weights["corrected" if r.version == "corrected" else "pseudo"], np.float32)
-            ignore = project.store.get_label(r.image.id, "ignore")
-            if ignore is not None:
-                cost[ignore.reshape(cost.shape) > 0] = weights["ignore"]
+            cost = weight_map(project.store, r.image.id, r.version, r.label.shape, weights)
             io.write_ome_tiff(tmp / f"{base}_CM.tiff", cost, physical_pixel_sizes=sizes)
             table.append({"name": base, "image": r.image.path, "label_version": r.version})
-        with open(tmp / "pairs.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=("name", "image", "label_version"))
-            writer.writeheader()
-            writer.writerows(table)
-        _write_data_provenance(project, tmp, "pairs", versions, rows, __version__)
-        replace_dir(tmp, output)
+        _publish_table(project, tmp, output, "pairs", ("name", "image", "label_version"), table, versions, rows,
+                       __version__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
@@ -413,7 +399,7 @@ def import_model(project: Project, checkpoint: str | os.PathLike, *, note: str |
     out = model_dir(project, version)
     if out.exists():  # left by a killed run that never got recorded
         shutil.rmtree(out)
-    digest = _sha256(path)
+    digest = sha256(path)
     engine.save(out / "model.pt", meta={"imported_from": str(path), "sha256": digest})
     parent = store.current_model
     round_no = 0 if parent is None else store.model(parent)["round"] + 1

@@ -22,7 +22,7 @@ from .integrity import check_images
 from .jobs import JobError, run_job
 from .project import Project
 from .store.db import now
-from .trainset import build_trainset, remove_folder, usable_images
+from .trainset import build_trainset, remove_folder, training_weights, usable_images
 
 Progress = Callable[[dict], None]
 
@@ -65,11 +65,6 @@ def job_roots(project: Project, entries: list[dict]) -> dict:
     return {"root": str(project.root.resolve()), "image_roots": folders}
 
 
-def _engine_weights(project: Project) -> dict[str, float]:
-    weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
-    return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
-
-
 def train_round(
     project: Project, *, steps: int | None = None, progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -91,7 +86,7 @@ def train_round(
     if out.exists():  # left by a killed run that never got recorded
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
-    data = build_trainset(project, scratch, _engine_weights(project), settings.val_fraction)
+    data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
     if not data.train:
         raise JobError(f"{project.root}: nothing to train on (no image has a pseudo or corrected label)")
     config = project.engine_config_dict()

@@ -62,6 +62,23 @@ def assign_validation(store: Store, val_fraction: float) -> list[int]:
     return val
 
 
+def training_weights(project: Project) -> dict[str, float]:
+    """Loss weight of corrected, pseudo-labelled and ignored pixels (``training.weights`` in the config)."""
+    weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
+    return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
+
+
+def weight_map(store: Store, image_id: int, version: str, shape: tuple[int, ...],
+               weights: dict[str, float]) -> np.ndarray:
+    """Per-pixel weights of one image's label: full for a corrected label, ``pseudo`` otherwise, ``ignore``
+    under the ignore mask. The same map trains the model and is exported as MMV_Im2Im's ``_CM`` cost map."""
+    weight = np.full(shape, weights["corrected" if version == "corrected" else "pseudo"], np.float32)
+    ignore = store.get_label(image_id, "ignore")
+    if ignore is not None:
+        weight[ignore.reshape(shape) > 0] = weights.get("ignore", 0.0)
+    return weight
+
+
 def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:
     for version in ("corrected", "pseudo"):
         label = store.get_label(image.id, version)
@@ -115,10 +132,7 @@ def build_trainset(project: Project, folder: Path, weights: dict[str, float], va
         if found is None:
             continue
         target, version = found
-        weight = np.full(target.shape, weights["corrected" if version == "corrected" else "pseudo"], np.float32)
-        ignore = store.get_label(image.id, "ignore")
-        if ignore is not None:
-            weight[ignore.reshape(target.shape) > 0] = weights.get("ignore", 0.0)
+        weight = weight_map(store, image.id, version, target.shape, weights)
         stem = f"{image.id:06d}"
         np.save(folder / f"{stem}_target.npy", target.astype(np.int32))
         np.save(folder / f"{stem}_weight.npy", weight)

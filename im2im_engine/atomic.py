@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then ``os.replace``.
+"""Safe file handling: atomic writes (a temp file in the same folder, fsync, then ``os.replace``) and checksums.
 
 Readers (the app, a second process, the next run after a crash) see the old file or the new one, never a
 half-written one. Kept free of torch so the GUI and the project code can use it cheaply.
@@ -6,6 +6,7 @@ half-written one. Kept free of torch so the GUI and the project code can use it 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -43,3 +44,12 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (checkpoints and exported weights can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

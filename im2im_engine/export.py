@@ -18,7 +18,6 @@ to a temp folder beside the target and renamed into place, so a failed export le
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ import torch
 import yaml
 from torch import nn
 
-from .atomic import replace_dir
+from .atomic import replace_dir, sha256
 from .config import EngineConfig, config_to_dict, dump_config
 
 FORMATS = ("torchscript", "onnx", "bioimageio")
@@ -84,14 +83,6 @@ def engine_version() -> str:
     from . import __version__
 
     return __version__
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _now() -> str:

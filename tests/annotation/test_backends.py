@@ -200,13 +200,7 @@ def test_rounds_run_as_slurm_jobs(small_project: Path, fake_slurm: Path) -> None
         assert "--parsable" in (fake_slurm / "sbatch.log").read_text()
 
         # cancel while training: scancel, the worker keeps nothing half-made, the current model stays
-        asked = {"stop": False}
-
-        def progress(event: dict) -> None:
-            if event.get("event") == "progress" and event.get("step", 0) >= 2:
-                asked["stop"] = True
-
-        cancelled = train_round(project, steps=5000, progress=progress, should_stop=lambda: asked["stop"])
+        cancelled = _train_and_cancel_midway(project)
         assert cancelled.cancelled and project.store.current_model == 1
         job = project.store.jobs()[-1]
         assert job["status"] == "cancelled" and job["backend"] == "slurm:id=1002"
@@ -256,6 +250,17 @@ KillWait=30
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
+
+
+def _train_and_cancel_midway(project: Project):
+    """A long training round, cancelled by the user once the worker reports step 2."""
+    asked = {"stop": False}
+
+    def progress(event: dict) -> None:
+        if event.get("event") == "progress" and event.get("step", 0) >= 2:
+            asked["stop"] = True
+
+    return train_round(project, steps=5000, progress=progress, should_stop=lambda: asked["stop"])
 
 
 def _free_port() -> int:
@@ -329,12 +334,6 @@ def test_real_slurm_train_score_and_cancel(small_project: Path, real_slurm: Path
         assert result.accepted, result.message
         assert project.store.jobs()[-1]["backend"].startswith("slurm:id=")
         assert score(project) == 4
-        asked = {"stop": False}
-
-        def progress(event: dict) -> None:
-            if event.get("event") == "progress" and event.get("step", 0) >= 2:
-                asked["stop"] = True
-
-        cancelled = train_round(project, steps=5000, progress=progress, should_stop=lambda: asked["stop"])
+        cancelled = _train_and_cancel_midway(project)
         assert cancelled.cancelled and project.store.current_model == 1
         assert project.store.jobs()[-1]["status"] == "cancelled"
