@@ -45,7 +45,11 @@ class LoopSettings(BaseModel):
     finetune_lr_scale: float = Field(0.3, gt=0.0, le=1.0,
                                      description="fine-tuning uses training.lr times this (keeps what was learnt)")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of corrected images held out")
-    accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on validation")
+    accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on held-out done images")
+    fallback_tolerance: float = Field(0.05, ge=0.0, description="the same, when an image left out of the round "
+                                      "judges it (its label may be a pseudo label)")
+    min_agreement: float = Field(0.5, ge=0.0, le=1.0, description="a model whose foreground Dice with the check "
+                                 "labels is below this did not learn and is rejected")
     plateau_rounds: int = Field(3, ge=1, description="rounds without improvement before hinting to stop")
     plateau_delta: float = Field(0.005, ge=0.0)
 

@@ -45,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = _run_cancellable(train_round, project, steps=args.steps, progress=bar)
         finally:
             bar.close()
+        for item in result.skipped:
+            print(f"skipped {item['name']}: {item['reason']}", file=sys.stderr)
         print(result.message)
         if result.cancelled:
             return EXIT_CANCELLED
@@ -95,7 +97,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
     with Project.open(args.project) as project:
         image = correct_from_file(project, args.image, args.mask)
-        print(f"stored the corrected label of {image.name}")
+        print(f"stored the corrected label of {image.name} (marked done)")
     return EXIT_OK
 
 

@@ -5,7 +5,7 @@ is a pure function of ``training.seed``, so two CPU runs give identical losses. 
 once per training run and kept in memory (the cache), patches are cut from those arrays.
 
 Patch sampling prefers useful pixels: a ``data.foreground_fraction`` share of patches is centred on a
-foreground pixel or on a corrected pixel (weight at the ``corrected`` level); the rest anywhere with
+foreground pixel or on a corrected pixel (weight at the ``painted`` level); the rest anywhere with
 weight > 0. Corrections are few and precious, so they must not be drowned by random background patches.
 """
 
@@ -54,11 +54,29 @@ def as_channel_first(image: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     if arr.ndim == d and cfg.data.in_channels == 1:
         arr = arr[None]
     if arr.ndim != d + 1:
-        raise ValueError(f"image of shape {arr.shape} does not fit data.spatial_dims={d}: expected (C, "
-                         f"{', '.join('ZYX'[3 - d:])})")
+        raise ValueError(f"image of shape {arr.shape} does not fit a {d}D model (data.spatial_dims={d}): "
+                         f"expected (C, {', '.join('ZYX'[3 - d:])})")
     if arr.shape[0] != cfg.data.in_channels:
-        raise ValueError(f"image has {arr.shape[0]} channels but data.in_channels={cfg.data.in_channels}")
+        raise ValueError(f"image has {arr.shape[0]} channel{'s' if arr.shape[0] != 1 else ''} but the model "
+                         f"takes {cfg.data.in_channels} (data.in_channels)")
     return arr
+
+
+def check_sample(sample: Sample, cfg: EngineConfig, with_target: bool = True) -> None:
+    """Raise ValueError, in words, when a sample cannot be used with this model: dimensions, channels,
+    target or weight shape. Called before training, so one bad image is named and skipped instead of
+    failing the run half-way."""
+    image = as_channel_first(sample.image, cfg)
+    sp = tuple(image.shape[1:])
+    if min(sp) < 1:
+        raise ValueError(f"image has an empty axis {sp}")
+    d = cfg.data.spatial_dims
+    if with_target and sample.target is not None:
+        target = np.asarray(sample.target)
+        if tuple(target.shape[-d:]) != sp or target.ndim not in (d, d + 1):
+            raise ValueError(f"its label has shape {target.shape}, the image {sp}")
+    if sample.weight is not None and tuple(np.shape(sample.weight)) != sp:
+        raise ValueError(f"its weight map has shape {np.shape(sample.weight)}, the image {sp}")
 
 
 def normalize(image: np.ndarray, data: DataConfig) -> np.ndarray:
@@ -127,7 +145,7 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prep
     valid = weight > 0
     if cfg.task.kind != "regression":
         pools.append(np.flatnonzero(valid & (target > 0)))
-    corrected = weight >= cfg.training.weights.corrected
+    corrected = weight >= cfg.training.weights.painted
     n_corr = int(corrected.sum())
     if 0 < n_corr < int(valid.sum()):  # only a preference when corrections are a minority
         pools.append(np.flatnonzero(corrected))
