@@ -22,7 +22,7 @@ from im2im_engine import io
 from im2im_engine.metrics import ap50, dice
 
 from .corrections import apply_mask
-from .importer import file_stem
+from .importer import file_stem, fit_mask_to_task
 from .loop import next_images, score, train_round
 from .project import Project, ProjectError
 from .setup import init_project
@@ -169,7 +169,9 @@ def _ceiling(settings: SimulationSettings, round0: Path, truth: dict[int, np.nda
         def pixels(image_id: int) -> np.ndarray:
             return io.to_spatial(io.read_image(images[image_id].path).data, spatial)
 
-        train = [Sample(pixels(i), truth[i], None, images[i].name) for i in images if i not in test_ids]
+        n_classes = cfg.task.num_classes
+        train = [Sample(pixels(i), fit_mask_to_task(truth[i], project.task, n_classes), None, images[i].name)
+                 for i in images if i not in test_ids]
         engine = Engine.from_config(cfg.model_copy(deep=True))
         engine.train(train, steps=steps)
         values = []
