@@ -184,6 +184,7 @@ def _use_slurm(project: Project, nproc: int = 1) -> None:
     project.save_config(config)
 
 
+@pytest.mark.slow
 def test_rounds_run_as_slurm_jobs(small_project: Path, fake_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)
@@ -336,6 +337,7 @@ def real_slurm(tmp_path_factory, monkeypatch):
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_real_slurm_train_score_and_cancel(small_project: Path, real_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)

@@ -45,6 +45,7 @@ def _assert_healthy(project: Project, current: int) -> None:
     Engine.load(checkpoint_path(project, current))  # the last accepted model still loads
 
 
+@pytest.mark.slow
 def test_kill_9_worker_while_training(trained_project: Path) -> None:
     with Project.open(trained_project) as project:
         progress, state = _kill_worker_when(project, lambda e: e.get("step", 0) >= 2)
@@ -59,6 +60,7 @@ def test_kill_9_worker_while_training(trained_project: Path) -> None:
         assert again.version == 2 and Engine.load(checkpoint_path(project, 2))
 
 
+@pytest.mark.slow
 def test_kill_9_worker_while_scoring(trained_project: Path) -> None:
     with Project.open(trained_project) as project:
         progress, state = _kill_worker_when(project, lambda e: e.get("event") == "scored")
@@ -79,6 +81,7 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
     raise AssertionError("timed out waiting")
 
 
+@pytest.mark.slow
 def test_kill_9_the_whole_app_while_training(trained_project: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "train", str(trained_project), "--steps", "5000", "-q"],

@@ -71,9 +71,9 @@ def test_a_really_full_disk_saves_nothing_half_way_and_work_continues(tmp_path: 
         store.put_label(1, "pseudo", first)
         filler = _fill(fs)
         noisy = rng.integers(0, 70000, (300, 520)).astype(np.int32)  # incompressible: needs ~600 KB
-        with pytest.raises(StoreError, match="disk is full.*nothing was saved"):
+        with pytest.raises(StoreError, match=r"disk is full.*nothing was saved"):
             store.put_label(1, "corrected", noisy)
-        with pytest.raises(StoreError, match="disk is full.*nothing was saved"):
+        with pytest.raises(StoreError, match=r"disk is full.*nothing was saved"):
             store.apply_edit(1, (0, 1, 0, 300, 0, 520), noisy[None])
         assert store.integrity_check() == "ok"
         assert store.get_label(1, "corrected") is None and store.history(1) == []

@@ -13,6 +13,7 @@ from annotation.project import Project
 from app.cli import main
 from im2im_engine import io
 
+pytestmark = pytest.mark.slow  # every test uses a project trained by `im2im-active train` (an engine worker)
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
