@@ -104,7 +104,7 @@ def test_kill_9_the_whole_app_while_training(trained_project: Path) -> None:
 
 
 SAVER = """
-import json, sys, numpy as np
+import json, sys, time, numpy as np
 from pathlib import Path
 from annotation.store import Store
 s = Store(sys.argv[1])
@@ -118,6 +118,7 @@ while (i < n or not stop.exists()) and i < 50_000:
     train = [j for j in s.jobs() if j["kind"] == "train"]
     seen.append([train[job_index]["status"], train[job_index]["progress"]] if len(train) > job_index else None)
     i += 1
+    time.sleep(0.005)  # a fast brush: ~100 saves a second at most, so the job's writes get their turns too
 print(json.dumps({"n": i, "seen": seen}), flush=True)
 """
 
@@ -132,7 +133,7 @@ def test_a_thousand_saves_while_a_training_job_records_results(trained_project: 
     saver = subprocess.Popen([sys.executable, "-c", SAVER, str(trained_project / "project.db"), "1000", str(stop),
                               str(job_index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     trainer = subprocess.run([sys.executable, "-m", "app.cli", "train", str(trained_project), "--steps", "150",
-                              "-q"], capture_output=True, text=True, timeout=600)
+                              "-q"], capture_output=True, text=True, timeout=1200)
     stop.touch()  # the round has recorded everything: the saver may stop once it has 1,000 saves
     out, err = saver.communicate(timeout=600)
     assert saver.returncode == 0, err
