@@ -84,24 +84,27 @@ def packages_for(libraries: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(packages, unknown)``: the Debian packages shipping ``libraries``, and the libraries not in the map.
 
     Where apt knows a package only under its 64-bit-time name (Debian 13: ``libglib2.0-0t64``), that name."""
-    packages, unknown = [], []
-    for lib in libraries:
-        if lib in PACKAGES:
-            packages.append(_apt_name(PACKAGES[lib]))
-        else:
-            unknown.append(lib)
-    return sorted(set(packages)), unknown
+    known = sorted({PACKAGES[lib] for lib in libraries if lib in PACKAGES})
+    unknown = [lib for lib in libraries if lib not in PACKAGES]
+    names = apt_names(known)
+    return sorted({names.get(p, p) for p in known}), unknown
 
 
-def _apt_name(package: str) -> str:
-    if shutil.which("apt-cache") is None:
-        return package
-    for name in (package, package + "t64"):
-        out = subprocess.run(["apt-cache", "show", "--no-all-versions", name], capture_output=True, text=True,
-                             timeout=60)
-        if out.returncode == 0 and out.stdout.strip():
-            return name
-    return package
+def apt_names(packages: Sequence[str]) -> dict[str, str]:
+    """``{package: the name apt knows}``: the package itself, or ``package + "t64"`` where only that exists.
+    Two ``apt-cache show`` calls at most (apt-cache is slow to start); unchanged without apt-cache."""
+    if shutil.which("apt-cache") is None or not packages:
+        return {p: p for p in packages}
+
+    def known(names: Sequence[str]) -> set[str]:
+        out = subprocess.run(["apt-cache", "show", "--no-all-versions", *names], capture_output=True, text=True,
+                             timeout=120)
+        return {line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.startswith("Package:")}
+
+    found = known(packages)
+    missing = [p for p in packages if p not in found]
+    renamed = known([p + "t64" for p in missing]) if missing else set()
+    return {p: p + "t64" if p not in found and p + "t64" in renamed else p for p in packages}
 
 
 def will_use_xcb(environ: dict[str, str] | None = None) -> bool:

@@ -113,3 +113,17 @@ def test_module_runs_as_a_script_without_qt_imports(tmp_path: Path, fake_ldd: st
                          env={"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "xcb", "DISPLAY": ":5",
                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert out.returncode == 1 and "sudo apt-get install libxcb-icccm4 libxcb-keysyms1" in out.stderr, out.stderr
+
+
+def test_apt_names_take_the_t64_name_where_only_that_exists(tmp_path: Path, monkeypatch) -> None:
+    """A fake apt-cache that knows libxcb1 and libglib2.0-0t64 (as Debian 13 does), not libglib2.0-0."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "apt-cache"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in libxcb1|libglib2.0-0t64) '
+                    'printf "Package: %s\\nVersion: 1\\n\\n" "$a";; esac; done\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert qt_deps.apt_names(["libxcb1", "libglib2.0-0", "libnothing0"]) == {
+        "libxcb1": "libxcb1", "libglib2.0-0": "libglib2.0-0t64", "libnothing0": "libnothing0"}
+    assert qt_deps.packages_for(["libglib-2.0.so.0", "libgthread-2.0.so.0"]) == (["libglib2.0-0t64"], [])
