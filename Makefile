@@ -36,7 +36,7 @@ lint: install
 test: lint
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q
 
-# The tests that train or start workers for more than a few seconds are marked slow; the rest, < 3 min.
+# The tests that train or start engine workers for more than a few seconds are marked slow: the rest.
 test-fast: install
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -m "not slow"
 
