@@ -123,6 +123,12 @@ def _gui(project: str | None, screenshot: str | None) -> int:
         from app.gui.launch import run_gui
     except ImportError as exc:  # Qt missing on a headless server install
         raise CliError(f"the desktop GUI cannot start here ({exc}); the headless commands still work") from None
+    if not screenshot:  # (a screenshot renders offscreen: no X libraries needed)
+        from app.qt_deps import problem
+
+        line = problem()
+        if line:  # one line naming the packages, instead of Qt's misleading plugin message and an abort
+            raise CliError(line)
     return run_gui(project, screenshot=screenshot)
 
 
