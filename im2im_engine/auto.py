@@ -273,7 +273,7 @@ def _pooling(patch: list[float], spacing: list[float], max_pools: int, object_si
     levels: list[list[int]] = []
     limit = max_pools
     if object_size:  # no deeper than a bottleneck voxel the size of a typical object
-        limit = min(limit, max(1, int(math.floor(math.log2(max(2.0, max(object_size)))))))
+        limit = min(limit, max(1, math.floor(math.log2(max(2.0, max(object_size))))))
     while len(levels) < limit:
         finest = min(spc)
         level = [2 if size[a] >= POOL_MIN_SIZE and spc[a] <= 2 * finest else 1 for a in range(d)]
@@ -447,8 +447,11 @@ def plan(fp: Fingerprint, base: dict | EngineConfig, *, device: str = "cpu", mem
     out = [Candidate("current", copy.deepcopy(base_dict), ["the configuration in use now"], {})]
 
     def add(name: str, overrides: dict, why: list[str]) -> None:
+        merged = deep_merge(base_dict, overrides)
+        if "params" in overrides.get("model", {}):  # a network's parameters replace the old ones, never mix
+            merged["model"]["params"] = copy.deepcopy(overrides["model"]["params"])
         try:
-            cfg = config_to_dict(load_config(deep_merge(base_dict, overrides)))
+            cfg = config_to_dict(load_config(merged))
         except ValueError:  # a setting this task does not take (e.g. a loss of another task kind)
             return
         if len(out) >= max_candidates or not _fits(cfg) or any(c.config == cfg for c in out):
