@@ -537,10 +537,14 @@ def choose(scores: dict[str, dict[int, float]], reference: str = "current", min_
     folds = sorted(ref)
     means = {name: summarize([s[f] for f in folds])[0] for name, s in scores.items() if all(f in s for f in folds)}
     best = max(means, key=lambda n: (means[n], n == reference))
+    others = [n for n in means if n != reference]
+    if not others:
+        return Choice(reference, folds, f"no other candidate finished the {len(folds)} fold(s) of the current "
+                      f"configuration ({means[reference]:.4f}): it stays", means)
     if best == reference or means[best] <= means[reference] + min_gain:
-        others = [n for n in means if n != reference]
-        why = (f"the current configuration was best ({means[reference]:.4f} over {len(folds)} folds"
-               + (f"; the next, {max(others, key=means.get)}, {means[max(others, key=means.get)]:.4f})" if others else ")"))
+        runner_up = max(others, key=lambda n: means[n])
+        why = (f"the current configuration was best ({means[reference]:.4f} over {len(folds)} folds; the next, "
+               f"{runner_up}, {means[runner_up]:.4f})")
         return Choice(reference, folds, why, means)
     return Choice(best, folds, f"{best} {means[best]:.4f} against {means[reference]:.4f} for the current "
                   f"configuration over {len(folds)} folds", means)
