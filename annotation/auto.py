@@ -207,46 +207,51 @@ class Search:
 
 
 def plan_search(project: Project, settings: AutoSettings) -> Search:
-    """Fingerprint, candidates and folds; the search row is found by its key (resume) or created."""
+    """Folds over the labelled images, then the search with the same data, folds, steps and current
+    configuration (resumed, with the candidates it planned) or a new one (fingerprint, rules, candidates).
+
+    The candidates of a resumed search are the stored ones, not planned again: a rule that depends on the
+    memory free at the time must not turn a resumed search into a new one."""
     if project.task not in SUPPORTED:
         raise ProjectError(f"{project.root}: auto supports {', '.join(SUPPORTED)} tasks, not {project.task}")
     if settings.folds < 2:
         raise ProjectError(f"folds: at least 2 (got {settings.folds})")
     base = project.engine_config()
-    fp = project_fingerprint(project, settings.max_images)
-    device, memory = _device_and_memory(project)
-    try:
-        candidates = engine_auto.plan(fp, base, device=device, memory_bytes=memory,
-                                      max_candidates=settings.max_candidates)
-    except ValueError as exc:
-        raise ProjectError(f"{project.root}: {exc}") from None
-    scratch = project.jobs_dir / "auto-data"
-    data = labelled_set(project, scratch, settings.folds)
+    data = labelled_set(project, project.jobs_dir / "auto-data", settings.folds)
     if len(data.scored) < settings.folds:
         raise ProjectError(f"{project.root}: {settings.folds}-fold cross-validation needs at least "
                            f"{settings.folds} labelled images ({len(data.scored)} have a label)")
     folds = [[data.scored[i] for i in fold] for fold in engine_auto.kfold(len(data.scored), settings.folds,
                                                                           settings.seed)]
+    fold_names = [[data.entries[i]["name"] for i in f] for f in folds]
     steps = int(settings.steps or base.training.steps)
-    key_src = json.dumps({"data": data.digest, "folds": [[data.entries[i]["name"] for i in f] for f in folds],
-                          "steps": steps, "seed": settings.seed,
-                          "candidates": [[c.name, c.config] for c in candidates]}, sort_keys=True)
+    key_src = json.dumps({"data": data.digest, "folds": fold_names, "steps": steps, "seed": settings.seed,
+                          "max_candidates": settings.max_candidates, "config": base.model_dump(mode="json")},
+                         sort_keys=True)
     key = hashlib.blake2b(key_src.encode(), digest_size=16).hexdigest()
     row = db.find_search(project.store, key)
-    run_settings = {"folds": settings.folds, "steps": steps, "seed": settings.seed,
-                    "scored_against": data.scored_against, "n_scored": len(data.scored),
-                    "n_labelled": len(data.entries), "device": device,
-                    "fold_images": [[data.entries[i]["name"] for i in f] for f in folds]}
-    cands = [{"name": c.name, "config": c.config, "rules": c.rules, "changes": c.changes} for c in candidates]
-    if row is None:
-        search_id = db.create_search(project.store, key, fp.to_dict(), run_settings, cands)
-        resumed = False
-    else:
-        search_id, resumed = int(row["id"]), True
+    if row is not None:
+        search_id = int(row["id"])
         db.set_search(project.store, search_id, status="running")
+        fp = engine_auto.Fingerprint.from_dict(row["fingerprint"])
+        candidates = [engine_auto.Candidate(c["name"], c["config"], c["rules"], c["changes"])
+                      for c in row["candidates"]]
+    else:
+        fp = project_fingerprint(project, settings.max_images)
+        device, memory = _device_and_memory(project)
+        try:
+            candidates = engine_auto.plan(fp, base, device=device, memory_bytes=memory,
+                                          max_candidates=settings.max_candidates)
+        except ValueError as exc:
+            raise ProjectError(f"{project.root}: {exc}") from None
+        run_settings = {"folds": settings.folds, "steps": steps, "seed": settings.seed,
+                        "scored_against": data.scored_against, "n_scored": len(data.scored),
+                        "n_labelled": len(data.entries), "device": device, "fold_images": fold_names}
+        cands = [{"name": c.name, "config": c.config, "rules": c.rules, "changes": c.changes} for c in candidates]
+        search_id = db.create_search(project.store, key, fp.to_dict(), run_settings, cands)
     folder = project.jobs_dir / f"auto-s{search_id}"
-    metric = PRIMARY_METRIC[project.task]
-    return Search(search_id, candidates, folds, data, fp, steps, metric, folder, resumed)
+    return Search(search_id, candidates, folds, data, fp, steps, PRIMARY_METRIC[project.task], folder,
+                  resumed=row is not None)
 
 
 def _spec(project: Project, search: Search, candidate: engine_auto.Candidate, fold: int) -> dict:

@@ -136,6 +136,7 @@ def _check_complete(project: Project, report: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # four worker start-ups: minutes on a loaded 2-core machine
 def test_search_runs_as_a_slurm_job_array(small_project: Path, fake_array_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)
@@ -159,7 +160,7 @@ def test_search_runs_as_a_slurm_job_array(small_project: Path, fake_array_slurm:
         assert len((fake_array_slurm / "sbatch.log").read_text().splitlines()) == 1
 
 
-def _wait_for(predicate, seconds: float = 240.0) -> None:
+def _wait_for(predicate, seconds: float = 900.0) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
@@ -177,6 +178,7 @@ def _results(root: Path) -> list[tuple]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_killed_search_resumes_where_it_stopped(small_project: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "auto", str(small_project), "--folds", "2",
@@ -200,6 +202,7 @@ def test_a_killed_search_resumes_where_it_stopped(small_project: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_search_through_a_real_slurm(small_project: Path, real_slurm: Path) -> None:  # noqa: F811
     with Project.open(small_project) as project:
         _use_slurm(project)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.gui, pytest.mark.slow]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def test_auto_dialog_runs_off_the_gui_thread_and_stops(qtbot, window) -> None:
@@ -22,10 +22,10 @@ def test_auto_dialog_runs_off_the_gui_thread_and_stops(qtbot, window) -> None:
     dialog.budget.setText("")
     seen: list[dict] = []
     dialog.bridge.event.connect(seen.append)
-    with qtbot.waitSignal(dialog.finished_search, timeout=240_000) as blocker:
+    with qtbot.waitSignal(dialog.finished_search, timeout=900_000) as blocker:
         dialog.start_button.click()
         assert dialog.running and not dialog.start_button.isEnabled()  # the GUI thread is free meanwhile
-        qtbot.waitUntil(lambda: any(e.get("step") for e in seen), timeout=180_000)
+        qtbot.waitUntil(lambda: any(e.get("step") for e in seen), timeout=600_000)
         dialog.stop_button.click()
     report = blocker.args[0]
     assert isinstance(report, dict), report
