@@ -243,3 +243,31 @@ def test_parse_budget() -> None:
     assert parse_budget("10") == 600 and parse_budget(None) is None
     with pytest.raises(ValueError, match="budget"):
         parse_budget("ten minutes")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_after_a_network_change_the_next_round_trains_anew_and_is_compared(small_project: Path) -> None:
+    """After `auto --apply` picked another network, the current model cannot be fine-tuned: the next round
+    trains from scratch and replaces it only if not worse, the old model judged with its own config."""
+    import json
+
+    from annotation.loop import network_changed, train_round
+
+    with Project.open(small_project) as project:
+        assert train_round(project).version == 1
+        for image in project.store.images()[:2]:
+            project.store.put_label(image.id, "corrected", project.store.get_label(image.id, "pseudo"))
+        config = dict(project.config)
+        config["loop"] = {**config["loop"], "val_fraction": 0.5}  # one of the two corrected images held out
+        assert not network_changed(project, 1)
+        config["model"] = {**config["model"], "params": {"channels": [8, 16, 32], "strides": [2, 2],
+                                                          "num_res_units": 1}}
+        project.save_config(config)
+        assert network_changed(project, 1)
+        result = train_round(project)
+        spec = json.loads(project.store.jobs()[-1]["spec"])
+        assert spec["checkpoint"] is None and spec["baseline_checkpoint"].endswith("v1/model.pt")
+        assert spec["steps"] is None  # a full training (training.steps), not a fine-tuning round
+        assert result.version == 2 and "held-out" in result.message, result.message
+        assert not network_changed(project, 2)
