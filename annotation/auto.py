@@ -397,8 +397,6 @@ def _run_on_slurm(project: Project, search: Search, by_name: dict, todo: list[tu
 
     def on_done(i: int, outcome) -> None:
         seconds = None
-        for event in outcome.events or []:
-            seconds = event.get("duration_s", seconds)
         harvested = _harvest(search.folder / f"{todo[i][0]}-f{todo[i][1]}", search.metric)
         if harvested is not None:
             seconds = harvested[1].get("duration_s")

@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import backends
@@ -39,7 +39,6 @@ class TaskOutcome:
     message: str = ""
     job_id: int = 0
     backend: str = ""
-    events: list[dict] = field(default_factory=list)
 
 
 def array_script(settings: SlurmSettings, *, name: str, array_dir: Path, n_tasks: int, nproc: int,
@@ -52,8 +51,9 @@ def array_script(settings: SlurmSettings, *, name: str, array_dir: Path, n_tasks
                         ("cpus-per-task", settings.cpus_per_task), ("mem", settings.mem)):
         if value:
             opts.append(f"--{flag}={value}")
-    worker = " ".join(shlex.quote(a) for a in backends.worker_command(Path("JOB"), nproc, settings.python))
-    worker = worker.replace("JOB", '"$task_dir/job.json"')
+    spec = "__IM2IM_TASK_SPEC__"  # stands for the task's job.json, found at run time
+    worker = " ".join(shlex.quote(a) for a in backends.worker_command(Path(spec), nproc, settings.python))
+    worker = worker.replace(spec, '"$task_dir/job.json"')
     repo = shlex.quote(str(backends.REPO))
     lines = ["#!/bin/bash", *(f"#SBATCH {o}" for o in opts),
              "# Written by im2im-active: one engine worker per array task; the app reads slurm.out back.",
@@ -187,7 +187,6 @@ def _follow(project: Project, array_id: str, ids: list[int], dirs: list[Path], l
 
     def finish(i: int, outcome: TaskOutcome) -> None:
         outcome.job_id, outcome.backend = ids[i], labels[i]
-        outcome.events = outcome.events or []
         outcomes[i] = outcome
         store.update_job(ids[i], status=outcome.status, finished_at=now(), message=outcome.message[:2000],
                          progress=1.0 if outcome.status == "done" else store.job(ids[i])["progress"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QDialog,
@@ -87,6 +87,9 @@ class AutoDialog(QDialog):
         self.stop_button.clicked.connect(self.stop)
         self.apply_button.clicked.connect(self.apply)
         self.buttons.rejected.connect(self.close)
+        app = QCoreApplication.instance()
+        if app is not None:  # quitting the app stops a running search (its training is cancelled)
+            app.aboutToQuit.connect(self._stop.set)
         self.bridge = _Bridge(self)
         self.bridge.event.connect(self._progress)
         box = QVBoxLayout(self)

@@ -271,3 +271,16 @@ def test_after_a_network_change_the_next_round_trains_anew_and_is_compared(small
         assert spec["steps"] is None  # a full training (training.steps), not a fine-tuning round
         assert result.version == 2 and "held-out" in result.message, result.message
         assert not network_changed(project, 2)
+
+
+def test_array_script_runs_one_worker_per_task(tmp_path: Path) -> None:
+    from annotation.auto_slurm import array_script
+    from annotation.project import SlurmSettings
+
+    settings = SlurmSettings(partition="gpu", gres="gpu:1", mem="16G", python="/shared/JOB env/bin/python")
+    text = array_script(settings, name="im2im-auto-s1", array_dir=tmp_path, n_tasks=6, nproc=1, parallel=2)
+    for option in ("--array=0-5%2", "--partition=gpu", "--gres=gpu:1", "--mem=16G", "--job-name=im2im-auto-s1"):
+        assert f"#SBATCH {option}\n" in text
+    assert "'/shared/JOB env/bin/python' -m im2im_engine.worker \"$task_dir/job.json\"" in text
+    assert "SLURM_ARRAY_TASK_ID" in text and "exit_code" in text
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
