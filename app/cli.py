@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable]:
     """Commands that live in their own modules (loop, export), registered when present."""
     registers = []
-    for module in ("app.cli_loop", "app.cli_export"):
+    for module in ("app.cli_loop", "app.cli_export", "app.cli_auto"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSc
 from annotation import loop
 from annotation.project import Project
 
-from . import workers
+from . import auto_dialog, workers
 from .image_view import ImageView
 from .queue_panel import QueuePanel
 from .shortcuts import ACTIONS, HelpOverlay, key_sequences
@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
             if group:
                 menus[group].addAction(act)
             self.actions[action_id] = act
+        menus["model"].addAction("Find the &best configuration…", lambda: auto_dialog.show(self))
 
     def _wire(self) -> None:
         t, v = self.tools, self.view
