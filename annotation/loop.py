@@ -361,7 +361,7 @@ def queue(project: Project, strategy: str | None = None, state: str | None = Non
     """Every image, ranked for the queue panel: not done by the strategy, done ones at the end."""
     strategy = strategy or project.loop.strategy
     cands, states, names = _candidates(project)
-    keys = strategies.rank(cands, strategy) if cands else []
+    keys = strategies.rank(cands, strategy, labeled_embeddings=_labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = _entries(names, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]
