@@ -27,6 +27,7 @@ import torch
 from . import distributed as dd
 from .data import PatchSampler, Sample, prepare
 from .losses import compute_loss
+from .n2v import Masker
 
 if TYPE_CHECKING:
     from .api import Engine
@@ -45,7 +46,7 @@ class TrainResult:
     checkpoint: str | None = None
 
 
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "psnr"}
 
 
 def _optimizer(engine: Engine) -> torch.optim.Optimizer:
@@ -139,6 +140,7 @@ def train_loop(
     total = int(steps) if steps is not None else planned_steps(t, len(train))
     prepared = [prepare(s, cfg, rng) for s in train]  # normalised once, cached for the whole run
     sampler = PatchSampler(prepared, cfg, rng)
+    masker = Masker(cfg, t.seed) if cfg.task.kind == "denoise" else None  # N2V blind spots (n2v.py)
     model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device
@@ -166,6 +168,8 @@ def train_loop(
             break
         net.train()
         x, y, w = sampler.batch(t.batch_size)  # the global batch, identical on every rank
+        if masker is not None:
+            x, y, w = masker(x, y, w)  # masked input; target = the unmasked patch; weight = the mask
         xt = torch.from_numpy(np.ascontiguousarray(x[part])).to(dev, non_blocking=True)
         yt = torch.from_numpy(y).to(dev, non_blocking=True)
         wt = torch.from_numpy(w).to(dev, non_blocking=True)

@@ -243,7 +243,7 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     t0 = time.perf_counter()
 
     if job.kind == "train":
-        train = _samples(job, "train", d, True)
+        train = _samples(job, "train", d, cfg.task.kind != "denoise")  # N2V: images are their own targets
         val = _samples(job, "val", d, True)
         if not train:
             raise JobError("train: at least one training sample is needed")
