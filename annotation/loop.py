@@ -27,7 +27,7 @@ from .trainset import build_trainset, remove_folder, training_weights, usable_im
 Progress = Callable[[dict], None]
 
 #: The validation metric that decides acceptance, per task (higher is better for all three).
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "psnr"}
 
 
 @dataclass

@@ -47,9 +47,9 @@ def main(argv: list[str]) -> int:
         train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
         tile = [min(256, s - s % 16) for s in noisy.shape]
-        pred = model.predict(noisy, axes=axes, tile_size=tile, tile_overlap=[min(48, t // 2) for t in tile])
+        preds, _ = model.predict(noisy, axes=axes, tile_size=tile, tile_overlap=[min(48, t // 2) for t in tile])
         predict_s = time.perf_counter() - t0
-    pred = np.asarray(pred[0] if isinstance(pred, list) else pred).squeeze().astype(np.float32)
+    pred = np.asarray(preds[0]).squeeze().astype(np.float32)
     np.save(out_path, pred)
     print(json.dumps({"train_s": train_s, "train_cpu_s": train_cpu, "predict_s": predict_s,
                       "steps": int(model.trainer.global_step), "torch": torch.__version__,
