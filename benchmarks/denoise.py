@@ -7,8 +7,8 @@ see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy i
 whose sigma is tuned *on the truth* (a baseline that cheats), of ours (N2V and N2V2 presets) and of
 CAREamics' N2V, each trained for the same number of optimiser steps of the same batch of 64² patches on 2
 threads, alternating which side runs first. CAREamics pins its own torch, so it runs in its own venv
-(``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; created on first use with ``pip install
-torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
+(``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; ``--install-careamics`` creates it with ``pip
+install torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
 :mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU
 (CPU seconds are the steadier figure on a shared machine); prediction is timed apart.
 """
@@ -35,18 +35,24 @@ THREADS = 2
 IMAGES = (("demo", lambda: demo_clean(0, 256), 30.0, 2.0), ("cell", cell_clean, 30.0, 2.0))
 
 
-def careamics_python() -> Path | None:
-    """The benchmark venv's python with CAREamics importable (created on first use), or None."""
+def careamics_python(install: bool = False) -> Path | None:
+    """The benchmark venv's python with CAREamics importable, or None.
+
+    ``install``: create the venv when missing (``torch==2.13.0`` first, so pip takes the local CPU wheel
+    when CAREamics accepts it, then ``careamics``; several GB when it pulls its own torch).
+    """
     venv = Path(os.environ.get("IM2IM_CAREAMICS_VENV", ROOT / ".venvs" / "careamics"))
     py = venv / "bin" / "python"
-    if not py.exists():
+    if not py.exists() and install:
         try:
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             pip = [str(py), "-m", "pip", "install", "-q"]
-            subprocess.run([*pip, "torch==2.13.0"], check=True)  # the local CPU wheel, when it fits
+            subprocess.run([*pip, "torch==2.13.0"], check=True)
             subprocess.run([*pip, "careamics"], check=True)
         except (subprocess.CalledProcessError, OSError):
             return None
+    if not py.exists():
+        return None
     ok = subprocess.run([str(py), "-c", "import careamics"], capture_output=True).returncode == 0
     return py if ok else None
 
@@ -90,11 +96,11 @@ def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n
         return np.load(dst), info
 
 
-def run(quick: bool = False) -> list[Result]:
+def run(quick: bool = False, install: bool = False) -> list[Result]:
     from im2im_engine.metrics import psnr
 
     steps, batch, patch = (60, 8, 64) if quick else (300, 16, 64)
-    py = careamics_python()
+    py = careamics_python(install)
     results: list[Result] = []
     for k, (name, make, peak, read) in enumerate(IMAGES):
         noisy, truth = add_poisson_gaussian(make(), peak, read, seed=1)
@@ -127,7 +133,8 @@ def run(quick: bool = False) -> list[Result]:
                 note += (f"; CAREamics N2V {base[0]:.2f} dB, train {base[1]['train_s']:.0f} s wall / "
                          f"{base[1]['train_cpu_s']:.0f} s CPU (torch {base[1].get('torch')})")
             else:
-                note += "; CAREamics not run (no venv with careamics)"
+                note += ("; CAREamics not run: no venv with careamics (python -m benchmarks.denoise "
+                         "--install-careamics, or set IM2IM_CAREAMICS_VENV)")
             results.append(Result(
                 id=f"10.{name}.{who}", what=f"{who.upper()} on {name} {noisy.shape[0]}x{noisy.shape[1]}, "
                 f"{steps} steps x {batch} patches {patch}²", unit="dB PSNR",
@@ -146,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.denoise", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--install-careamics", action="store_true", help="create CAREamics' venv when missing")
     args = parser.parse_args(argv)
-    rows = run(args.quick)
+    rows = run(args.quick, args.install_careamics)
     print(table(rows))
     for r in rows:
         print(f"- {r.id}: {r.note}")
