@@ -93,7 +93,10 @@ def train_round(
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
     data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
-    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
+    if project.task == "denoise":  # no labels to judge by (annotation/denoise.py)
+        rule, train, check = "training", data.train, []
+    else:
+        rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
     if not train:
         remove_folder(scratch)
         raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
@@ -129,7 +132,12 @@ def train_round(
     report = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     n_corrected = data.n_corrected + sum(e.get("version") == "corrected" for e in data.check)
     source = "pseudo labels" + (f" and {n_corrected} corrected images" if n_corrected else "")
-    verdict = _check(project, rule, check, report, version, parent, source)
+    if project.task == "denoise":
+        from .denoise import verdict as denoise_verdict
+
+        verdict = denoise_verdict(report, version, parent)
+    else:
+        verdict = _check(project, rule, check, report, version, parent, source)
     report["check"] = verdict.to_dict()
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
     # the learning curve and the plateau hint read ``metrics[key]``: only a held-out check is comparable

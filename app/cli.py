@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--labels", help="folder of masks matched to images by file stem (imported as pseudo labels)")
     src.add_argument("--pseudo", choices=["otsu"], help="generate pseudo labels")
-    p.add_argument("--task", choices=["semantic", "instance", "regression"], default="semantic")
+    p.add_argument("--task", choices=["semantic", "instance", "regression", "denoise"], default="semantic")
     p.add_argument("--config", help="engine YAML config (default: the bundled preset for the task)")
 
     p = add("status", cmd_status, "summarise a project")

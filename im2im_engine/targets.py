@@ -97,7 +97,7 @@ def labels_from_output(output: np.ndarray, task) -> np.ndarray | None:
     One rule for the engine and for exported models: argmax for semantic tasks, seeded watershed of the
     background/interior/boundary classes for instances, none for regression.
     """
-    if task.kind == "regression":
+    if not task.classify:  # regression, denoise
         return None
     if task.kind == "instance":
         ic = task.instance

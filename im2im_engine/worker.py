@@ -288,7 +288,7 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     if job.kind == "train":
         steps = _steps(spec)
         skipped: list[dict] = []
-        train = _samples(job, "train", cfg, True, skipped)
+        train = _samples(job, "train", cfg, cfg.task.kind != "denoise", skipped)  # N2V: no targets
         for rec in skipped:
             emit("skipped", **rec)
         val = _samples(job, "val", cfg, True)

@@ -57,6 +57,10 @@ class MainWindow(QMainWindow):
         self._menus()
         self.help = HelpOverlay(self)
         self._wire()
+        if project.task == "denoise":  # raw | denoised dock (app/gui/denoise_view.py)
+            from .denoise_view import attach
+
+            attach(self)
         self.setWindowTitle(self._title())
         self.resize(1500, 920)
 
