@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` opens the app on the demo project, `make test` runs every check.
+# Set-up and checks. `make run` opens the app on the demo project, `make napari` the napari plugin on it,
+# `make test` runs every check.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ DEMO   ?= demo-project
 # build, which on Linux brings several GB of CUDA packages. 2.13.0 is the CPU build our machines carry.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run demo test lint clean
+.PHONY: install run napari demo test lint clean
 
 install: $(STAMP)
 
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(VENV)/bin/im2im-active demo --project $(DEMO)
+
+# napari comes with the dev extra (its tests run in `make test`); users install `im2im-active[napari]`
+napari: install
+	$(PY) -m app.napari $(DEMO) --demo
 
 lint: install
 	$(VENV)/bin/ruff check app annotation im2im_engine tests benchmarks resources

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from napari.utils._testsupport import _clean_themes, _disable_qt_warnings  # noqa: F401  (see tests/conftest.py)
 
 # napari saves its settings on every change: never into the user's own settings file
 os.environ.setdefault("NAPARI_CONFIG", str(Path(tempfile.mkdtemp(prefix="im2im-napari-")) / "settings.yaml"))
