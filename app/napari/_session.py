@@ -128,6 +128,7 @@ class Session:
         self._bridge = _threads.Bridge()
         self._bridge.event.connect(self.round_progress.emit)
         self._widgets = 0
+        self._closed = False
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._on_removed)
 
@@ -186,7 +187,7 @@ class Session:
             if on_done is not None:
                 on_done(loaded)
 
-        return _threads.start(read, on_done=done, on_error=self._load_failed)
+        return _threads.start(read, on_done=done, on_error=lambda exc: self._load_failed(exc, project))
 
     def _read(self, project: Project, image_id: int) -> Loaded:
         store = project.store
@@ -279,7 +280,10 @@ class Session:
         if seconds > 0:
             self.writer(lambda: loop.record_time(project, editor.image_id, seconds))
 
-    def _load_failed(self, exc: Exception) -> None:
+    def _load_failed(self, exc: Exception, project: Project | None = None) -> None:
+        if project is not None and self.project is not project:
+            log.debug("load for a project closed meanwhile failed: %s", exc)  # the project moved on
+            return
         self.loading = None
         self.message.emit(f"Cannot open image: {exc}")
         _notify_error(f"Cannot open image: {exc}")
@@ -531,7 +535,10 @@ class Session:
 
     # ------------------------------------------------------------------ end
     def shutdown(self) -> None:
-        """Stop a round, flush every write and close the project (the viewer is closing)."""
+        """Stop a round, flush every write and close the project (the viewer is closing). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self.stop_round()
         if self._round is not None:  # run_job turns the stop into SIGTERM within 0.1 s; wait for the job's end
             self._round_ended.wait(60)

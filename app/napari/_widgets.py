@@ -101,6 +101,18 @@ class _PluginWidget(QWidget):
         links: list[tuple[Any, Any]] = []
         self._links = links
         self.session.register(self, links)
+        state = self._state = {"alive": True}
+        self.destroyed.connect(lambda *_: state.update(alive=False))
+
+    def guarded(self, fn: Any) -> Any:
+        """``fn`` for a worker's callback: skipped once napari has deleted this widget."""
+        state = self._state
+
+        def call(*args: Any) -> None:
+            if state["alive"]:
+                fn(*args)
+
+        return call
 
     def link(self, signal: Any, slot: Any) -> None:
         """``signal.connect(slot)``, disconnected when this widget is deleted."""
@@ -374,11 +386,12 @@ class ProjectWidget(_PluginWidget):
     def _run_create(self, make, sources: list[Any] | None = None):
         self._sources = list(sources or [])
         self._bridge = _threads.Bridge()
-        self._bridge.event.connect(lambda ev: _set_progress(self.bar, *ev))
+        self._bridge.event.connect(self.guarded(lambda ev: _set_progress(self.bar, *ev)))
         self.create_button.setEnabled(False)
         self.bar.setRange(0, 0)
         self.status.setText("Creating the project…")
-        self.worker = _threads.start(make, on_done=self._created, on_error=self._create_failed)
+        self.worker = _threads.start(make, on_done=self.guarded(self._created),
+                                     on_error=self.guarded(self._create_failed))
         return self.worker
 
     def _created(self, project: Project) -> None:
@@ -498,7 +511,7 @@ class QueueWidget(_PluginWidget):
         def rank():
             return loop.queue(project, strategy), loop.label_sources(project), project.store.review_counts()
 
-        _threads.start(rank, on_done=lambda result: self._show(result, generation))
+        _threads.start(rank, on_done=self.guarded(lambda result: self._show(result, generation)))
 
     def _show(self, result, generation: int) -> None:
         if generation != self._generation:
@@ -795,7 +808,7 @@ class ExportWidget(_PluginWidget):
         if output is None:
             output = default_output(project, fmt, version if fmt in MODEL_FORMATS else None)
         bridge = self._bridge = _threads.Bridge()
-        bridge.event.connect(lambda ev: _set_progress(self.bar, *ev))
+        bridge.event.connect(self.guarded(lambda ev: _set_progress(self.bar, *ev)))
         self.run_button.setEnabled(False)
         _set_progress(self.bar, 0, 0, f"exporting {fmt}…")
         self.session.writer.flush()  # every stroke made so far is in the export
@@ -804,7 +817,7 @@ class ExportWidget(_PluginWidget):
             return export(project, fmt, output, version=version, versions=versions,
                           progress=lambda done, total, what="": bridge.emit((done, total, what)))
 
-        self.worker = _threads.start(run, on_done=self._done, on_error=self._failed)
+        self.worker = _threads.start(run, on_done=self.guarded(self._done), on_error=self.guarded(self._failed))
         return self.worker
 
     def _done(self, report) -> None:

@@ -49,6 +49,7 @@ def test_manifest_contributions_import():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a round on 2 shared cores; the default 300 s is per test
 def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     """Sample -> project from the layers -> a stroke is a stored correction -> undo in napari undoes it in
     the store -> Done → next -> a round in the worker process -> model accepted, queue re-ranked -> export."""
@@ -190,3 +191,72 @@ def test_writer_saves_a_labels_layer_as_ome_tiff_with_pixel_sizes(tmp_path):
     assert back.info.physical_pixel_sizes == (2.0, 0.25, 0.5)
     with pytest.raises(ValueError, match=">= 0"):
         write_labels(str(tmp_path / "bad.ome.tif"), -data, {"scale": [1, 1, 1]})
+
+
+def test_projects_from_a_folder_and_from_labels_layers(qtbot, viewer, docked, tmp_path):
+    """The two other ways in: a folder (referenced, not copied) and image layers whose Labels layers
+    (e.g. another tool's masks) become the pseudo labels."""
+    from resources.demo import make_nuclei_2d, write_demo_dataset
+
+    images, _ = write_demo_dataset(tmp_path / "data", n_images=2, size=64, seed=2)
+    widget, session = docked["Project"], docked["Project"].session
+    with qtbot.waitSignal(widget.created, timeout=60_000) as created:
+        widget.create_from_folder(tmp_path / "from-folder", images, task="semantic", labels="otsu")
+    project = created.args[0]
+    assert not isinstance(project, Exception), project
+    paths = sorted(Path(im.path) for im in project.store.images())
+    assert paths == sorted(p.resolve() for p in images.glob("*.tif"))  # the user's files, by path
+    assert all(project.store.has_label(im.id, "pseudo") for im in project.store.images())
+    wait_image(qtbot, session)
+
+    image, truth = make_nuclei_2d(7, size=64)
+    viewer.add_image(image, name="cells", scale=(0.5, 0.5))
+    viewer.add_labels(truth, name="cells masks")
+    viewer.add_image(image[::-1].copy(), name="other")  # no Labels layer of its own: left without a label
+    layers = [layer for layer in viewer.layers if layer.name in ("cells", "other")]
+    with qtbot.waitSignal(widget.created, timeout=60_000) as created:
+        widget.create_from_layers(tmp_path / "from-layers", layers, task="instance", labels="layers")
+    project = created.args[0]
+    assert not isinstance(project, Exception), project
+    by_name = {im.name: im for im in project.store.images()}
+    assert set(by_name) == {"cells", "other"}
+    assert np.array_equal(project.store.get_label(by_name["cells"].id, "pseudo"), truth)
+    assert not project.store.has_label(by_name["other"].id, "pseudo")
+    from im2im_engine import io
+
+    assert io.image_info(by_name["cells"].path).physical_pixel_sizes[1:] == (0.5, 0.5)  # scale kept
+    assert session.project is project
+    assert not any(layer.name in ("cells", "cells masks", "other") for layer in viewer.layers)  # now in the project
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_stopping_and_closing_mid_round_stop_the_worker_process(qtbot, viewer, docked, tmp_path):
+    """Stop ends the engine worker and keeps the model as it was; so does the viewer closing (the session
+    waits for the job to end before it closes the project)."""
+    import os
+
+    from annotation.project import Project
+
+    project, session = _project_from_sample(qtbot, viewer, docked, tmp_path / "proj", n=3, size=64)
+    root = project.root
+    events = []
+    session.round_progress.connect(events.append)
+    with qtbot.waitSignal(session.round_finished, timeout=120_000) as finished:
+        docked["Train"].start(steps=100_000)  # far more than it will get to do
+        qtbot.waitUntil(lambda: any(e.get("event") == "progress" for e in events), timeout=100_000)
+        docked["Train"].stop_button.click()
+    assert finished.args[0].cancelled and project.store.current_model is None
+    assert [j["status"] for j in project.store.jobs()] == ["cancelled"]
+
+    events.clear()
+    session.start_round(100_000)
+    qtbot.waitUntil(lambda: any(e.get("event") == "progress" for e in events), timeout=100_000)
+    pid = project.store.jobs("running")[0]["pid"]
+    session.shutdown()  # what the viewer closing does (its last plugin widget going)
+    assert session.project is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with Project.open(root) as again:
+        assert [j["status"] for j in again.store.jobs()] == ["cancelled", "cancelled"]
+        assert again.store.current_model is None and again.store.models() == []
