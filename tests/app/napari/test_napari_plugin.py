@@ -49,7 +49,7 @@ def test_manifest_contributions_import():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # a round on 2 shared cores; the default 300 s is per test
+@pytest.mark.timeout(1500)  # a round on 2 busy shared cores can take minutes; the default 300 s is per test
 def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     """Sample -> project from the layers -> a stroke is a stored correction -> undo in napari undoes it in
     the store -> Done → next -> a round in the worker process -> model accepted, queue re-ranked -> export."""
@@ -96,7 +96,7 @@ def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     assert store.review_counts()["done"] == 1
 
     # ---- a round in the engine worker process: a model is accepted, the queue re-ranked by it
-    with qtbot.waitSignal(session.round_finished, timeout=280_000) as finished:
+    with qtbot.waitSignal(session.round_finished, timeout=1_200_000) as finished:
         docked["Train"].start()
     result = finished.args[0]
     assert not isinstance(result, Exception), result
@@ -240,19 +240,17 @@ def test_stopping_and_closing_mid_round_stop_the_worker_process(qtbot, viewer, d
 
     project, session = _project_from_sample(qtbot, viewer, docked, tmp_path / "proj", n=3, size=64)
     root = project.root
-    events = []
-    session.round_progress.connect(events.append)
-    with qtbot.waitSignal(session.round_finished, timeout=120_000) as finished:
+    store = project.store
+    with qtbot.waitSignal(session.round_finished, timeout=300_000) as finished:
         docked["Train"].start(steps=100_000)  # far more than it will get to do
-        qtbot.waitUntil(lambda: any(e.get("event") == "progress" for e in events), timeout=100_000)
+        qtbot.waitUntil(lambda: bool(store.jobs("running")), timeout=240_000)  # the worker process is up
         docked["Train"].stop_button.click()
-    assert finished.args[0].cancelled and project.store.current_model is None
-    assert [j["status"] for j in project.store.jobs()] == ["cancelled"]
+    assert finished.args[0].cancelled and store.current_model is None
+    assert [j["status"] for j in store.jobs()] == ["cancelled"]
 
-    events.clear()
     session.start_round(100_000)
-    qtbot.waitUntil(lambda: any(e.get("event") == "progress" for e in events), timeout=100_000)
-    pid = project.store.jobs("running")[0]["pid"]
+    qtbot.waitUntil(lambda: bool(store.jobs("running")), timeout=240_000)
+    pid = store.jobs("running")[0]["pid"]
     session.shutdown()  # what the viewer closing does (its last plugin widget going)
     assert session.project is None
     with pytest.raises(ProcessLookupError):
