@@ -28,13 +28,14 @@ def register_plugin():
 
 
 def dock_all(viewer):
-    """Project and Queue on the right, Train and Export tabbed below; returns the widgets by name."""
-    from . import PLUGIN, WIDGETS
+    """On the right: Project and Export as tabs (Project in front), then Queue, then Train; returns the
+    widgets by name."""
+    from . import PLUGIN
 
-    out = {}
-    for name in WIDGETS:
-        _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name in ("Export",))
-        out[name] = widget
+    out, docks = {}, {}
+    for name in ("Project", "Export", "Queue", "Train"):
+        docks[name], out[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == "Export")
+    docks["Project"].raise_()
     return out
 
 

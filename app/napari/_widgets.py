@@ -227,13 +227,14 @@ class ProjectWidget(_PluginWidget):
         self.remove_sources.setToolTip("Their pixels are written into PROJECT/data/; the queue opens them again")
         self.create_button = QPushButton("Create project")
         self.create_button.clicked.connect(self._create_clicked)
+        self._folder_label, self._layers_label = QLabel("Images"), QLabel("Layers")
         form = QFormLayout()
         form.addRow("From", self.source)
-        form.addRow("Images", self.folder)
-        form.addRow("Layers", self.layer_list)
+        form.addRow(self._folder_label, self.folder)
+        form.addRow(self._layers_label, self.layer_list)
         form.addRow("Task", self.task)
         form.addRow("Labels", self.pseudo)
-        new_box = QGroupBox("New project")
+        new_box = self.new_box = QGroupBox("New project")
         new_layout = QVBoxLayout(new_box)
         new_layout.addLayout(form)
         new_layout.addWidget(self.remove_sources)
@@ -241,9 +242,13 @@ class ProjectWidget(_PluginWidget):
 
         self.bar = _bar()
         self.status = _muted("No project open.")
+        self.new_button = QPushButton("New project…")
+        self.new_button.setToolTip("Create another project (from layers or a folder)")
+        self.new_button.clicked.connect(lambda: (self.new_box.show(), self.new_button.hide()))
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Project folder"))
         layout.addLayout(row)
+        layout.addWidget(self.new_button)
         layout.addWidget(new_box)
         layout.addWidget(self.bar)
         layout.addWidget(self.status)
@@ -262,9 +267,10 @@ class ProjectWidget(_PluginWidget):
     # ------------------------------------------------------------------ ui
     def _source_changed(self) -> None:
         from_layers = self.source.currentData() == "layers"
-        self.layer_list.setVisible(from_layers)
-        self.remove_sources.setVisible(from_layers)
-        self.folder.setVisible(not from_layers)
+        for widget in (self.layer_list, self._layers_label, self.remove_sources):
+            widget.setVisible(from_layers)
+        for widget in (self.folder, self._folder_label):
+            widget.setVisible(not from_layers)
 
     def _fill_layers(self, *_: Any) -> None:
         from napari.layers import Image
@@ -289,6 +295,8 @@ class ProjectWidget(_PluginWidget):
         self._show_project(self.project)
 
     def _show_project(self, project: Project | None) -> None:
+        self.new_box.setVisible(project is None)  # with a project open, the form waits behind a button
+        self.new_button.setVisible(project is not None)
         if project is None:
             self.status.setText("No project open.")
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def wait_image(qtbot, session, image_id=None, timeout=30_000):
+def wait_image(qtbot, session, image_id=None, timeout=120_000):
     """Until the session shows an image (``image_id`` if given) with its layers."""
     qtbot.waitUntil(lambda: session.image_id is not None and "labels" in session.layers
                     and (image_id is None or session.image_id == image_id), timeout=timeout)

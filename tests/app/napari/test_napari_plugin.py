@@ -15,7 +15,8 @@ import pytest
 from annotation.store import provenance as prov
 from tests.app.napari.napari_helpers import stroke, wait_image
 
-pytestmark = pytest.mark.gui
+# generous: on a busy shared 2-core machine creating a project alone has taken a minute (no timing is asserted)
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(900)]
 
 
 def _project_from_sample(qtbot, viewer, docked, root: Path, n: int = 4, size: int = 96):
@@ -24,7 +25,7 @@ def _project_from_sample(qtbot, viewer, docked, root: Path, n: int = 4, size: in
     layers = viewer.open_sample("im2im-active", "nuclei", n_images=n, size=size)
     assert [layer.name for layer in layers] == [f"nuclei_{i:03d}" for i in range(n)]
     widget = docked["Project"]
-    with qtbot.waitSignal(widget.created, timeout=60_000) as created:
+    with qtbot.waitSignal(widget.created, timeout=300_000) as created:
         widget.create_from_layers(root, list(viewer.layers), task="instance", labels="otsu")
     project = created.args[0]
     assert not isinstance(project, Exception), project
@@ -56,7 +57,7 @@ def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     project, session = _project_from_sample(qtbot, viewer, docked, tmp_path / "proj")
     store = project.store
     queue = docked["Queue"]
-    qtbot.waitUntil(lambda: len(queue.entries) == 4, timeout=20_000)
+    qtbot.waitUntil(lambda: len(queue.entries) == 4, timeout=120_000)
     assert all(e.score is None for e in queue.entries)  # no model yet: not ranked
     assert not any(layer.name.startswith("nuclei_") and layer not in session.image_layers
                    and layer not in session.layers.values() for layer in viewer.layers)  # sources removed
@@ -91,7 +92,7 @@ def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
 
     # ---- Done → next: stored as done, the next image of the queue opens
     queue.done_next()
-    qtbot.waitUntil(lambda: session.image_id not in (None, image_id), timeout=20_000)
+    qtbot.waitUntil(lambda: session.image_id not in (None, image_id), timeout=120_000)
     assert store.image(image_id).review == "done"
     assert store.review_counts()["done"] == 1
 
@@ -102,7 +103,7 @@ def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     assert not isinstance(result, Exception), result
     assert result.accepted and result.version == 1 and store.current_model == 1
     assert result.check["accepted"] is True and result.check["rule"]
-    qtbot.waitUntil(lambda: queue.entries and queue.entries[0].score is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: queue.entries and queue.entries[0].score is not None, timeout=120_000)
     ranked = [e for e in queue.entries if e.state != "done"]
     assert len(ranked) == 3 and all(e.score is not None for e in ranked)
     assert [e.score for e in ranked] == sorted((e.score for e in ranked), reverse=True)
@@ -115,7 +116,7 @@ def test_the_loop_inside_napari(qtbot, viewer, docked, tmp_path):
     from im2im_engine import io
 
     export = docked["Export"]
-    with qtbot.waitSignal(export.finished, timeout=60_000) as done:
+    with qtbot.waitSignal(export.finished, timeout=300_000) as done:
         export.export("labels", tmp_path / "labels-export")
     report = done.args[0]
     assert not isinstance(report, Exception), report
@@ -200,7 +201,7 @@ def test_projects_from_a_folder_and_from_labels_layers(qtbot, viewer, docked, tm
 
     images, _ = write_demo_dataset(tmp_path / "data", n_images=2, size=64, seed=2)
     widget, session = docked["Project"], docked["Project"].session
-    with qtbot.waitSignal(widget.created, timeout=60_000) as created:
+    with qtbot.waitSignal(widget.created, timeout=300_000) as created:
         widget.create_from_folder(tmp_path / "from-folder", images, task="semantic", labels="otsu")
     project = created.args[0]
     assert not isinstance(project, Exception), project
@@ -214,7 +215,7 @@ def test_projects_from_a_folder_and_from_labels_layers(qtbot, viewer, docked, tm
     viewer.add_labels(truth, name="cells masks")
     viewer.add_image(image[::-1].copy(), name="other")  # no Labels layer of its own: left without a label
     layers = [layer for layer in viewer.layers if layer.name in ("cells", "other")]
-    with qtbot.waitSignal(widget.created, timeout=60_000) as created:
+    with qtbot.waitSignal(widget.created, timeout=300_000) as created:
         widget.create_from_layers(tmp_path / "from-layers", layers, task="instance", labels="layers")
     project = created.args[0]
     assert not isinstance(project, Exception), project
@@ -230,7 +231,7 @@ def test_projects_from_a_folder_and_from_labels_layers(qtbot, viewer, docked, tm
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_stopping_and_closing_mid_round_stop_the_worker_process(qtbot, viewer, docked, tmp_path):
     """Stop ends the engine worker and keeps the model as it was; so does the viewer closing (the session
     waits for the job to end before it closes the project)."""
