@@ -27,16 +27,25 @@ def register_plugin():
     return pm
 
 
-def dock_all(viewer):
+def dock_all(viewer, docks: dict | None = None):
     """On the right: Project and Export as tabs (Project in front), then Queue, then Train; returns the
-    widgets by name."""
+    widgets by name (and fills ``docks`` with their dock widgets when given)."""
     from . import PLUGIN
 
-    out, docks = {}, {}
-    for name in ("Project", "Export", "Queue", "Train"):
-        docks[name], out[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == "Export")
-    docks["Project"].raise_()
+    out = {}
+    for name in ("Export", "Project", "Queue", "Train"):  # the tab added last is the one in front
+        dock, out[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name == "Project")
+        if docks is not None:
+            docks[name] = dock
     return out
+
+
+def fit_docks(viewer, docks: dict, heights: tuple[int, int, int] = (150, 430, 470)) -> None:
+    """Give the queue and the training panel the height (once the window is shown)."""
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([docks["Project"], docks["Queue"], docks["Train"]], list(heights),
+                                         Qt.Orientation.Vertical)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         ensure_demo_project(args.project)
     register_plugin()
     viewer = napari.Viewer(title="im2im-active in napari")
-    widgets = dock_all(viewer)
+    docks: dict = {}
+    widgets = dock_all(viewer, docks)
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(300, lambda: fit_docks(viewer, docks))
     if args.project:
         widgets["Project"].open(Path(args.project))
     if args.screenshot:
-        from qtpy.QtCore import QTimer
-
         from ._session import session_for
 
         session = session_for(viewer)

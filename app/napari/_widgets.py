@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -252,7 +253,7 @@ class ProjectWidget(_PluginWidget):
         layout.addWidget(new_box)
         layout.addWidget(self.bar)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # height to the queue
 
         self.source.currentIndexChanged.connect(self._source_changed)
         self.link(napari_viewer.layers.events.inserted, self._fill_layers)
@@ -447,6 +448,7 @@ class QueueWidget(_PluginWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         for col in (0, 2, 3, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setMinimumHeight(220)  # the queue is what a person looks at most, after the image
         self.table.cellClicked.connect(lambda row, _col: self.open_row(row))
         self.summary = _muted()
         self.done_button = QPushButton("Done → next")
@@ -595,8 +597,9 @@ class TrainWidget(_PluginWidget):
         self.status = _muted()
         self.primary = "dice"
         self.plot = pg.PlotWidget()
+        self.plot.setTitle("learning curve", size="9pt")
         self.plot.setBackground(None)
-        self.plot.setMinimumHeight(140)
+        self.plot.setMinimumHeight(110)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -604,18 +607,21 @@ class TrainWidget(_PluginWidget):
         self.rejected = self.plot.plot(pen=None, symbol="x", symbolSize=9, symbolPen="#e57373")
         self.loss_plot = pg.PlotWidget()
         self.loss_plot.setBackground(None)
-        self.loss_plot.setMinimumHeight(90)
+        self.loss_plot.setMinimumHeight(70)
         self.loss_plot.setMouseEnabled(x=False, y=False)
         self.loss_plot.hideButtons()
         self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setLabel("bottom", "step")
         self.loss = self.loss_plot.plot(pen=pg.mkPen("#ff8a65", width=2))
+        for plot in (self.plot, self.loss_plot):  # "ap50 (x0.001)" helps nobody: values read as they are
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
         self.models = QTableWidget(0, 4)
         self.models.setHorizontalHeaderLabels(["model", "status", "corrected", "metric"])
         self.models.verticalHeader().hide()
         self.models.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.models.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.models.setMaximumHeight(150)
+        self.models.setMaximumHeight(100)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
@@ -675,6 +681,8 @@ class TrainWidget(_PluginWidget):
         bad = [(r["n_corrected"], r["metric"]) for r in rows if not r["accepted"] and r["metric"] is not None]
         self.curve.setData([g[0] for g in good], [g[1] for g in good])
         self.rejected.setData([b[0] for b in bad], [b[1] for b in bad])
+        if good or bad:
+            self.plot.setXRange(-0.5, max(4, *(p[0] for p in good + bad)) + 0.5)
         if not self.running:
             self.start_button.setText("Train the first model" if current is None else f"Fine-tune v{current}")
             if project is None:
@@ -769,7 +777,7 @@ class ExportWidget(_PluginWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.bar)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.format.currentIndexChanged.connect(self._format_changed)
         self.link(self.session.project_changed, self._fill_versions)
         self.link(self.session.model_updated, self._fill_versions)
