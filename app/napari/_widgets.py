@@ -576,6 +576,7 @@ class TrainWidget(_PluginWidget):
         import pyqtgraph as pg
 
         self._started = 0.0
+        self._plotted = 0.0
         self._loss: list[tuple[float, float]] = []
         self.start_button = QPushButton("Train")
         self.start_button.clicked.connect(lambda: self.start())
@@ -722,16 +723,26 @@ class TrainWidget(_PluginWidget):
         _set_progress(self.bar, 0, 0, "starting…")
         self.status.setText("Training in the engine worker process; keep correcting.")
 
+    #: Seconds between redraws of the loss curve: the worker reports every step (tens a second on a GPU);
+    #: redrawing each time would spend the GUI thread on plots nobody can read that fast.
+    PLOT_EVERY = 0.25
+
     def _progress(self, event: dict) -> None:
         phase = event.get("phase", "train")
         step = event.get("step", event.get("done"))
-        _set_progress(self.bar, step, event.get("total"), phase)
+        total = event.get("total")
+        _set_progress(self.bar, step, total, phase)
         loss = event.get("loss")
         if phase == "train" and isinstance(step, int | float) and isinstance(loss, int | float):
             self._loss.append((float(step), float(loss)))
-            self.loss.setData([p[0] for p in self._loss], [p[1] for p in self._loss])
+            now = time.monotonic()
+            if now - self._plotted >= self.PLOT_EVERY or step == total:
+                self._plotted = now
+                self.loss.setData([p[0] for p in self._loss], [p[1] for p in self._loss])
 
     def _round_finished(self, result: Any) -> None:
+        if self._loss:
+            self.loss.setData([p[0] for p in self._loss], [p[1] for p in self._loss])
         self.stop_button.setEnabled(False)
         self.start_button.setEnabled(self.project is not None)
         _idle(self.bar)
