@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+# `make test` installs napari (dev extra); a checkout without it skips these tests and says why
+pytest.importorskip("napari", reason="the napari plugin's tests need napari: pip install -e '.[dev]'")
 from napari.utils._testsupport import _clean_themes, _disable_qt_warnings  # noqa: F401  (see tests/conftest.py)
 
 # napari saves its settings on every change: never into the user's own settings file
