@@ -86,3 +86,15 @@ def trained_cli_project(base: Path) -> tuple[Path, Path]:
         make_fast(project, steps=4)
     assert main(["train", str(base / "proj"), "-q"]) == 0
     return base / "proj", images
+# napari's pytest plugin loads whenever napari is installed (it is, for the plugin's tests), and two of its
+# autouse fixtures import napari and its Qt window for EVERY test (seconds per run, dozens of warnings).
+# These overrides make them no-ops here; tests/app/napari/conftest.py brings napari's own back for the
+# napari tests.
+@pytest.fixture(autouse=True)
+def _clean_themes():
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _disable_qt_warnings():
+    yield
