@@ -7,6 +7,7 @@ from pathlib import Path
 
 from im2im_engine import io
 
+from .fitting import fit_project_to_labels
 from .importer import (
     ImportReport,
     Progress,
@@ -101,6 +102,8 @@ def init_project(
         import_masks(store, labels, report, progress, task=task, num_classes=n_classes)
     elif pseudo:
         generate_pseudo_labels(store, task, pseudo, report, progress)
+    if config_path is None:  # a preset: its training patch fitted to the objects (annotation.fitting)
+        report.config_notes += fit_project_to_labels(project)
     store.log(
         "init", images=len(report.added), skipped=len(report.skipped), labels=report.labels,
         source=str(images_dir.resolve()), labels_source=str(labels) if labels else pseudo,
