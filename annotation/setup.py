@@ -17,6 +17,8 @@ from im2im_engine import io
 
 from .importer import (
     DERIVED_DIR,
+    Candidate,
+    Fit,
     FitOptions,
     ImportReport,
     Progress,
@@ -79,6 +81,61 @@ def _labels(project: Project, stems: dict[int, str], labels: Path | None, pseudo
         generate_pseudo_labels(store, project.task, pseudo, report, progress, only=list(stems))
 
 
+@dataclass
+class ImportPlan:
+    """What ``init`` would do with a folder's readable images: the project's shape and each image's fit."""
+
+    shape: ProjectShape
+    shape_note: str
+    config: dict
+    fits: list[Fit]
+
+    @property
+    def accepted(self) -> list[Fit]:
+        return [f for f in self.fits if f.ok]
+
+    def lines(self) -> list[str]:
+        """The plan in words, one line per image that is fitted or refused (for the wizard's check)."""
+        n = len(self.fits)
+        as_is = sum(f.ok and not f.needs_file for f in self.fits)
+        head = f"{n} image{'s' if n != 1 else ''}: a {self.shape} project"
+        head += f" ({self.shape_note.split(', as ', 1)[-1]})" if ", as " in self.shape_note else ""
+        out = [head + f"; {as_is} fit{'s' if as_is == 1 else ''} as {'it is' if as_is == 1 else 'they are'}."]
+        for f in self.fits:
+            if f.ok and f.needs_file:
+                out.append(f"{f.candidate.path.name}: {f.what or 'converted'}.")
+        for f in self.fits:
+            if not f.ok:
+                out.append(f"{f.candidate.path.name}: left out: {f.reason}.")
+        return out
+
+
+def survey_folder(images_dir: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
+                  progress: Progress | None = None) -> tuple[list[Candidate], ImportReport]:
+    """The readable images of a folder, from their headers (unreadable ones in ``report.skipped``)."""
+    paths = _scan(Path(images_dir), Path(labels_dir) if labels_dir else None)
+    report = ImportReport()
+    return survey(paths, report, progress), report
+
+
+def plan_import(candidates: list[Candidate], task: str, options: FitOptions | None = None,
+                config_path: str | os.PathLike | None = None) -> ImportPlan:
+    """The project's shape (what most images are, unless the user's config or ``options.dims`` says
+    otherwise) and every image's fit to it. Reads no pixels."""
+    options = options or FitOptions()
+    if config_path:
+        config, _ = build_config(task, three_d=False, n_channels=1, user_config=config_path)
+        shape = ProjectShape.of_config(_engine_config(config, str(config_path)))
+        note = f"the project is {shape}, as {Path(config_path).name} says"
+    else:
+        shape, note = choose_shape(candidates, options)
+        config, _ = build_config(task, three_d=shape.spatial_dims == 3, n_channels=shape.in_channels,
+                                 user_config=None)
+    engine_config = _engine_config(config, "config")
+    fits = [fit_image(c, shape, options, engine_config) for c in candidates]
+    return ImportPlan(shape, note, config, fits)
+
+
 def init_project(
     root: str | os.PathLike,
     images_dir: str | os.PathLike,
@@ -100,7 +157,6 @@ def init_project(
     root = Path(root)
     images_dir = Path(images_dir)
     labels = Path(labels_dir) if labels_dir else None
-    options = fit or FitOptions()
     _check_label_source(task, labels, pseudo)
     if (root / Project.DB).exists():
         raise ProjectError(f"{root.resolve()}: a project already exists here; open it or choose another folder")
@@ -111,20 +167,12 @@ def init_project(
     if not candidates:
         details = "; ".join(f"{Path(p).name}: {why}" for p, why in report.skipped[:3])
         raise ProjectError(f"{images_dir}: none of {len(paths)} files could be read ({details})")
-
-    if config_path:
-        config, _ = build_config(task, three_d=False, n_channels=1, user_config=config_path)
-        shape = ProjectShape.of_config(_engine_config(config, str(config_path)))
-        report.shape_note = f"the project is {shape}, as {Path(config_path).name} says"
-    else:
-        shape, report.shape_note = choose_shape(candidates, options)
-        config, _ = build_config(task, three_d=shape.spatial_dims == 3, n_channels=shape.in_channels,
-                                 user_config=None)
-    engine_config = _engine_config(config, "config")
+    plan = plan_import(candidates, task, fit, config_path)
+    shape, report.shape_note = plan.shape, plan.shape_note
     if progress:
         progress(len(paths), len(paths), f"checking the images against a {shape} project")
-    fits = [fit_image(c, shape, options, engine_config) for c in candidates]
-    accepted = [f for f in fits if f.ok]
+    fits = plan.fits
+    accepted = plan.accepted
     if not accepted:
         reasons = "; ".join(f"{f.candidate.path.name}: {f.reason}" for f in fits[:3])
         raise ProjectError(f"{images_dir}: none of the {len(fits)} readable images fits a {shape} project "
