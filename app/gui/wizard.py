@@ -260,8 +260,10 @@ class NewProjectDialog(QDialog):
         self.channels.clear()
         if widest is not None and widest.n_channels > 1:
             self.channels.addItem("Use every channel (leave out images with another number)", None)
-            for k, name in enumerate(widest.channel_names):
-                self.channels.addItem(f"Use channel {k} ({name}) of multi-channel images", k)
+            multi = [c for c in cands if c.n_channels > 1]
+            for k in range(widest.n_channels):
+                names = list(dict.fromkeys(c.channel_names[k] for c in multi if k < c.n_channels))
+                self.channels.addItem(f"Use channel {k} ({' / '.join(names[:4])}) of multi-channel images", k)
             if len(counts) > 1:  # mixed: a single channel fits them all
                 self.channels.setCurrentIndex(0)
         self.channels.blockSignals(False)
