@@ -74,9 +74,9 @@ def file_stem(path: Path) -> str:
     return path.stem
 
 
-def image_record(path: Path) -> dict:
+def image_record(path: Path, info: io.ImageInfo | None = None) -> dict:
     """Everything ``images`` stores about a file. Raises :class:`io.ImageReadError` for unreadable files."""
-    info = io.image_info(path)
+    info = info or io.image_info(path)
     stat = path.stat()
     return {
         "path": str(path.resolve()),
@@ -265,7 +265,7 @@ class Candidate:
     path: Path
     info: io.ImageInfo
     samples: int  # colour samples per pixel (3 for RGB)
-    record: dict
+    record: dict | None  # None when surveyed without hashing (a preview)
 
     @property
     def n_channels(self) -> int:
@@ -314,15 +314,16 @@ class Fit:
         return (c, z, *self.candidate.info.shape[3:])
 
 
-def survey(paths: list[Path], report: ImportReport, progress: Progress | None = None) -> list[Candidate]:
-    """Read the header (and hash) of every file; unreadable ones go to ``report.skipped`` with the reason."""
+def survey(paths: list[Path], report: ImportReport, progress: Progress | None = None,
+           records: bool = True) -> list[Candidate]:
+    """Read the header of every file (and hash it, unless ``records=False``: a preview); unreadable ones go
+    to ``report.skipped`` with the reason."""
     out = []
     for i, path in enumerate(paths):
         try:
-            record = image_record(path)
             info = io.image_info(path)
             samples = io.color_samples(path) if info.n_channels == 1 else 1
-            out.append(Candidate(path, info, samples, record))
+            out.append(Candidate(path, info, samples, image_record(path, info) if records else None))
         except (io.ImageReadError, OSError) as exc:
             report.skipped.append((str(path), getattr(exc, "problem", None) or str(exc)))
         if progress:
@@ -456,7 +457,8 @@ def register(store: Store, root: Path, fits: list[Fit], names: list[str], report
     for i, (fit, name) in enumerate(todo):
         c = fit.candidate
         try:
-            record = write_fitted(fit, root, name) if fit.needs_file else {**c.record, "name": name}
+            record = write_fitted(fit, root, name) if fit.needs_file else \
+                {**(c.record or image_record(c.path, c.info)), "name": name}
         except (io.ImageReadError, OSError) as exc:
             report.skipped.append((str(c.path), getattr(exc, "problem", None) or str(exc)))
             continue
@@ -466,7 +468,8 @@ def register(store: Store, root: Path, fits: list[Fit], names: list[str], report
         if fit.needs_file:
             what = fit.what or "converted"
             report.fitted.append((str(c.path), f"{what} (saved as {Path(record['path']).relative_to(root)})"))
-            store.log("fit", image_id, source=str(c.path.resolve()), source_hash=c.record["content_hash"],
+            store.log("fit", image_id, source=str(c.path.resolve()),
+                      source_hash=(c.record or {}).get("content_hash") or content_hash(c.path),
                       file=record["path"], what=what)
         if progress:
             progress(i + 1, len(todo), f"registering {c.path.name}")

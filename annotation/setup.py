@@ -112,10 +112,11 @@ class ImportPlan:
 
 def survey_folder(images_dir: str | os.PathLike, labels_dir: str | os.PathLike | None = None,
                   progress: Progress | None = None) -> tuple[list[Candidate], ImportReport]:
-    """The readable images of a folder, from their headers (unreadable ones in ``report.skipped``)."""
+    """The readable images of a folder, from their headers only (unreadable ones in ``report.skipped``): a
+    preview for :func:`plan_import`, e.g. the wizard's check."""
     paths = _scan(Path(images_dir), Path(labels_dir) if labels_dir else None)
     report = ImportReport()
-    return survey(paths, report, progress), report
+    return survey(paths, report, progress, records=False), report
 
 
 def plan_import(candidates: list[Candidate], task: str, options: FitOptions | None = None,
@@ -257,6 +258,8 @@ def add_images(
     store = project.store
     known = _registered_sources(project)
     report = ImportReport()
+    shape = ProjectShape.of_config(project.engine_config())
+    report.shape = str(shape)
     paths = []
     for p in _collect(sources):
         if str(p.resolve()) in known:
@@ -265,8 +268,6 @@ def add_images(
             paths.append(p)
     if not paths:
         return report
-    shape = ProjectShape.of_config(project.engine_config())
-    report.shape = str(shape)
     candidates = survey(paths, report, progress)
     fits = [fit_image(c, shape, options, project.engine_config()) for c in candidates]
     names = unique_names([f.candidate.path for f in fits], taken={im.name for im in store.images()})

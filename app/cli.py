@@ -204,10 +204,11 @@ _HINTS = {
 }
 
 
-def print_import_report(report, labels: str | None, verb: str, new_project: bool = False) -> None:
+def print_import_report(report, labels: str | None, verb: str, task: str, new_project: bool = False) -> None:
     """What an import did, in words: how many images, the project's shape, what was fitted, what was
     refused and why (each with the option that makes it fit), masks that matched nothing."""
-    labels_word = f"{report.labels} pseudo label{'s' if report.labels != 1 else ''}" if report.labels else "no labels"
+    kind = "target" if task == "regression" else "pseudo label"
+    labels_word = f"{report.labels} {kind}{'s' if report.labels != 1 else ''}" if report.labels else f"no {kind}s"
     print(f"{verb} {len(report.added)} image{'s' if len(report.added) != 1 else ''} (project: {report.shape}), "
           f"{labels_word}")
     if report.shape_note:
@@ -231,7 +232,6 @@ def print_import_report(report, labels: str | None, verb: str, new_project: bool
               file=sys.stderr)
 
 
-
 def cmd_init(args: argparse.Namespace) -> int:
     from annotation.setup import init_project
 
@@ -244,7 +244,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     with project:
-        print_import_report(report, args.labels, f"Created {project.root} ({args.task}):", new_project=True)
+        print_import_report(report, args.labels, f"Created {project.root} ({args.task}):", args.task,
+                            new_project=True)
     return EXIT_OK
 
 
@@ -277,8 +278,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from annotation.demo_project import ensure_demo_project
 
-    root = ensure_demo_project(args.project, progress=TqdmProgress("demo", args.quiet),
-                               n_images=args.images, three_d=args.three_d, task=args.task)
+    bar = TqdmProgress("demo", args.quiet)
+    try:
+        root = ensure_demo_project(args.project, progress=bar, n_images=args.images, three_d=args.three_d,
+                                   task=args.task)
+    finally:
+        bar.close()
     if args.no_gui:
         return cmd_status(argparse.Namespace(project=str(root), json=False))
     return _gui(str(root), args.screenshot)

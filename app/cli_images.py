@@ -33,7 +33,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                                 fit=fit_options(args))
         finally:
             bar.close()
-        print_import_report(report, args.labels, f"Added to {project.root}:")
+        print_import_report(report, args.labels, f"Added to {project.root}:", project.task)
     return EXIT_OK if report.added or not report.skipped else EXIT_ERROR
 
 
