@@ -69,7 +69,7 @@ def test_numbers_below_one_are_refused_before_anything_runs(small_project: Path,
 
 @pytest.mark.slow
 def test_piped_train_and_score_print_a_line_every_few_seconds(small_project: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(app.cli, "PROGRESS_SECONDS", 0.2)
+    monkeypatch.setattr(app.cli, "PROGRESS_SECONDS", 0.2, raising=False)
     assert main(["train", str(small_project)]) == 0  # capsys: stderr is not a terminal
     out, err = capsys.readouterr()
     assert "scored 4 images with v1" in out
