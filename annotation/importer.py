@@ -286,7 +286,7 @@ class Candidate:
         if self.samples > 1 and self.info.n_channels == 1:
             return "an RGB colour image" if self.samples == 3 else f"a colour image with {self.samples} samples"
         names = ", ".join(self.channel_names)
-        return f"{self.n_channels} channels ({names})"
+        return f"{self.n_channels} channel{'s' if self.n_channels != 1 else ''} ({names})"
 
 
 @dataclass

@@ -98,8 +98,9 @@ class ImportPlan:
         """The plan in words, one line per image that is fitted or refused (for the wizard's check)."""
         n = len(self.fits)
         as_is = sum(f.ok and not f.needs_file for f in self.fits)
-        head = f"{n} image{'s' if n != 1 else ''}: a {self.shape} project"
-        head += f" ({self.shape_note.split(', as ', 1)[-1]})" if ", as " in self.shape_note else ""
+        head = f"{n} readable image{'s' if n != 1 else ''}; the project will be {self.shape}"
+        if self.shape_note:
+            head += ", as " + self.shape_note.split(", as ", 1)[-1]
         out = [head + f"; {as_is} fit{'s' if as_is == 1 else ''} as {'it is' if as_is == 1 else 'they are'}."]
         for f in self.fits:
             if f.ok and f.needs_file:

@@ -87,7 +87,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("exclude", cmd_exclude, "leave an image out of training, scoring and the queue (labels are kept)")
     p.add_argument("project")
     p.add_argument("image", help="image id, name or path")
-    p.add_argument("--reason", help="why (shown in the app and in status)")
+    p.add_argument("--reason", help="why (stored with the image; default: \"excluded by the user\")")
 
     p = add("include", cmd_include, "use an excluded image again")
     p.add_argument("project")

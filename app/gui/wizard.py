@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -92,6 +93,9 @@ class NewProjectDialog(QDialog):
     STACKS = (("Make a 3D project for z-stacks", {"dims": 3}),
               ("Use their maximum projection (2D project)", {"z_projection": "max", "dims": 2}),
               ("Leave them out (2D project)", {"dims": 2}))
+
+    METHOD_NAMES = {"otsu": "Otsu threshold + connected components",
+                    "watershed": "Otsu + watershed (splits touching objects)"}
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -185,7 +189,8 @@ class NewProjectDialog(QDialog):
 
         self.method.clear()
         for key in methods_for(task):
-            self.method.addItem(METHODS[key], key)
+            self.method.addItem(self.METHOD_NAMES.get(key, METHODS[key]), key)
+            self.method.setItemData(self.method.count() - 1, METHODS[key], Qt.ItemDataRole.ToolTipRole)
         can_generate = self.method.count() > 0
         self.pseudo.setEnabled(can_generate)
         self.method.setEnabled(can_generate and self.pseudo.isChecked())
@@ -231,8 +236,12 @@ class NewProjectDialog(QDialog):
         workers.start(run, on_done=lambda r: self._surveyed_done(request, folder, r),
                       on_error=lambda exc: self._surveyed_failed(request, exc))
 
+    def _current(self, request: int) -> bool:
+        """A background check's answer still wanted: the dialog exists and nothing newer was asked."""
+        return shiboken6.isValid(self) and request == self._request
+
     def _surveyed_done(self, request: int, folder: str, result) -> None:
-        if request != self._request:
+        if not self._current(request):
             return  # the folder changed meanwhile
         self._candidates, report = result
         self._unreadable = list(report.skipped)
@@ -241,7 +250,7 @@ class NewProjectDialog(QDialog):
         self._replan()
 
     def _surveyed_failed(self, request: int, exc: Exception) -> None:
-        if request != self._request:
+        if not self._current(request):
             return
         self._candidates, self._surveyed = [], None
         self.check.setText(str(exc))
@@ -280,7 +289,7 @@ class NewProjectDialog(QDialog):
         request = self._request
 
         def done(plan) -> None:
-            if request != self._request:
+            if not self._current(request):
                 return
             lines = plan.lines()
             lines += [f"{Path(p).name}: left out: {why}." for p, why in self._unreadable]
@@ -289,7 +298,7 @@ class NewProjectDialog(QDialog):
             self.checked.emit()
 
         def failed(exc: Exception) -> None:
-            if request == self._request:
+            if self._current(request):
                 self.check.setText(str(exc))
                 self.checked.emit()
 

@@ -48,7 +48,7 @@ def test_wizard_checks_the_folder_then_fits_images_by_the_choices_made(tmp_path,
     dialog = _dialog(qtbot)
     _type_folder(qtbot, dialog, tmp_path / "images")
     text = dialog.check.text()
-    assert "a 2D, 1 channel project" in text and "2 fit as they are" in text, text
+    assert "the project will be 2D, 1 channel, as 2 of the 5 images are; 2 fit as they are" in text, text
     assert "stack.ome.tif: left out: a z-stack of 5 planes" in text
     assert "two.ome.tif: left out: 2 channels (DAPI, GFP)" in text
     assert "rgb.tif: left out: an RGB colour image" in text
@@ -87,7 +87,7 @@ def test_wizard_makes_a_3d_project_when_asked(tmp_path, qtbot, write_misfits):
     _type_folder(qtbot, dialog, tmp_path / "images")
     _choose(qtbot, dialog, dialog.stacks, "3D project")
     text = dialog.check.text()
-    assert "a 3D, 1 channel project" in text and "plain0.tif: left out: a single plane" in text, text
+    assert "the project will be 3D, 1 channel" in text and "plain0.tif: left out: a single plane" in text, text
 
 
 def test_wizard_offers_the_watershed_for_instances_and_uses_it(tmp_path, qtbot):
