@@ -161,7 +161,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help=f"comma-separated query strategies: {', '.join(STRATEGIES)}")
     p.add_argument("--rounds", type=positive_int, required=True)
     p.add_argument("--per-round", type=positive_int, required=True)
-    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="repeat with this many seeds; mean and spread reported")
     p.add_argument("--test-fraction", type=fraction, default=0.25)
     p.add_argument("--steps", type=positive_int, help="fine-tuning steps per round")
     p.add_argument("--initial-steps", type=positive_int,
