@@ -326,7 +326,7 @@ def describe_unreadable(path: str | os.PathLike, exc: BaseException) -> str:
                 ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
                 if ends and max(ends) > path.stat().st_size:
                     text += " truncated"
-        except Exception as err:  # noqa: BLE001 - diagnosing a file that already failed
+        except Exception as err:  # diagnosing a file that already failed: any error is a clue
             text += " " + str(err).lower()
         finally:
             logger.setLevel(level)
@@ -360,6 +360,9 @@ def read_fitted(path: str | os.PathLike, t: int = 0, channel: int | None = None,
         info = image_info(path)
         if not 0 <= t < info.n_timepoints:
             raise ImageReadError(path, f"timepoint {t} out of range (image has {info.n_timepoints})")
+        n = int(np.prod(info.shape[1:])) * samples
+        if n > MAX_ELEMENTS:
+            raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
         try:
             zyxs = _open(path).get_image_dask_data("ZYXS", T=t, C=0).compute()
         except Exception as exc:
