@@ -197,6 +197,20 @@ class ToolController(QObject):
         if ed is not None:
             self._commit(ed.accept_prediction)
 
+    def reset_label(self, to: str) -> None:
+        """*Reset label* to ``pseudo``, ``prediction`` or ``empty`` (one undoable edit)."""
+        ed = self.editor
+        if ed is None:
+            return
+        self.cancel()
+        words = {"pseudo": "the pseudo label", "prediction": "the current prediction", "empty": "empty"}
+        before = ed.label.copy()
+        self._commit(lambda: ed.reset(to))
+        if not (ed.label != before).any():
+            self.message.emit(f"The label already is {words.get(to, to)}")
+        else:
+            self.message.emit(f"Label reset to {words.get(to, to)} (Ctrl+Z undoes it)")
+
     def undo(self) -> None:
         self._history(True)
 
