@@ -127,7 +127,7 @@ class LabelList(QGroupBox):
                 name.setForeground(QColor(r, g, b))
             name.setData(Qt.ItemDataRole.UserRole, i)
             size = QTableWidgetItem(f"{int(counts[i]):,}")
-            size.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+            size.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(row, 0, name)
             self.table.setItem(row, 1, size)
         labelled = int(counts[1:].sum()) if counts.size > 1 else 0

@@ -89,7 +89,7 @@ class ScaleBar(pg.ScaleBar):
     def label(self) -> str:
         return self.text.textItem.toPlainText()
 
-    def updateBar(self) -> None:  # noqa: N802 - pyqtgraph's name
+    def updateBar(self) -> None:
         view = self.parentItem()
         if view is None or not self.pixel_um:
             return

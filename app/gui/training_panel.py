@@ -76,7 +76,7 @@ def _fmt_eta(seconds: float | None) -> str:
 class IntegerAxis(pg.AxisItem):
     """An axis for counts: ticks only at whole numbers (no "1.5 corrected images")."""
 
-    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
+    def tickValues(self, minVal, maxVal, size):
         out = []
         for spacing, values in super().tickValues(minVal, maxVal, size):
             whole = [v for v in values if abs(v - round(v)) < 1e-9]
