@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewBar()
         self.tools = ToolController(lambda: self.view.z, self)
         self.tools.call = self.saver.call
+        self.tools.max_value = self._max_class(project)
         self.view.canvas.handler = self.tools
         central = QWidget()
         box = QVBoxLayout(central)
@@ -104,6 +105,17 @@ class MainWindow(QMainWindow):
         self._wire()
         self.setWindowTitle(self._title())
         self.resize(1500, 920)
+
+    @staticmethod
+    def _max_class(project: Project) -> int | None:
+        """A semantic project's highest class id: painting more would fail its next training."""
+        if project.task != "semantic":
+            return None
+        try:
+            return int(project.engine_config().task.num_classes) - 1
+        except Exception as exc:  # noqa: BLE001 - an invalid config is reported when training starts
+            log.warning("could not read the number of classes: %s", exc)
+            return None
 
     # ------------------------------------------------------------------ layout
     def _docks(self) -> None:

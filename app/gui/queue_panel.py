@@ -219,7 +219,8 @@ class QueuePanel(QWidget):
     def set_counts(self, counts: dict[str, int], excluded: int = 0) -> None:
         """The summary line, from the store's review counts."""
         total = sum(counts.values())
-        parts = [f"{counts.get(s, 0)} {STATE_WORDS[s].lstrip('✓ ')}" for s in ("done", "in_progress", "untouched")]
+        parts = [f"{counts.get(state, 0)} {words}" for state, words in (
+            ("done", "done"), ("in_progress", "in progress"), ("untouched", "untouched"))]
         self.summary.setText(f"{total} images: " + " · ".join(parts)
                              + (f" ({excluded} excluded)" if excluded else ""))
 

@@ -50,6 +50,7 @@ class ToolController(QObject):
         self.size = 7
         self.value = 1
         self.task = "semantic"
+        self.max_value: int | None = None  # semantic projects: the highest class id (num_classes - 1)
         self._vertices: list[Point] = []
         self._lasso = False
         self._merge_keep: int | None = None
@@ -71,7 +72,12 @@ class ToolController(QObject):
         self.message.emit(f"{TOOLS[tool][0]}: {TOOLS[tool][2]}")
 
     def set_value(self, value: int) -> None:
-        self.value = max(0, int(value))
+        value = max(0, int(value))
+        if self.max_value is not None and value > self.max_value:
+            self.message.emit(f"This project has {self.max_value + 1} classes: label values 0–{self.max_value} "
+                              f"(0 is background)")
+            value = self.max_value
+        self.value = value
         self.value_changed.emit(self.value)
 
     def set_size(self, size: int) -> None:
