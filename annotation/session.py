@@ -34,13 +34,14 @@ class Ranking:
 
 
 def scored_versions(project: Project) -> set[int]:
-    """Model versions whose scores cover the queue: the last scoring job of the version ran to the end (a
-    version with scores but no recorded scoring job, e.g. written by a script, counts as complete)."""
+    """Model versions whose scores cover the queue: one of the version's scoring jobs ran to the end (a
+    later stopped run of the same model rewrote some scores with the same values), or the version has
+    scores but no recorded scoring job (written by a script)."""
     store = project.store
-    last = {r["model_version"]: r["status"] for r in store.query(
-        "SELECT model_version, status FROM jobs WHERE kind = 'score' AND model_version IS NOT NULL ORDER BY id")}
+    jobs = store.query("SELECT model_version, status FROM jobs WHERE kind = 'score' AND model_version IS NOT NULL")
     with_scores = {r["model_version"] for r in store.query("SELECT DISTINCT model_version FROM scores")}
-    return {int(v) for v, status in last.items() if status == "done"} | {int(v) for v in with_scores - set(last)}
+    done = {r["model_version"] for r in jobs if r["status"] == "done"}
+    return {int(v) for v in done | (with_scores - {r["model_version"] for r in jobs})}
 
 
 def ranking_version(project: Project) -> int | None:

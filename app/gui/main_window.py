@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
             return None
         try:
             return int(project.engine_config().task.num_classes) - 1
-        except Exception as exc:  # noqa: BLE001 - an invalid config is reported when training starts
+        except Exception as exc:  # an invalid config is reported when training starts
             log.warning("could not read the number of classes: %s", exc)
             return None
 
