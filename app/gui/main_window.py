@@ -129,7 +129,8 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(290)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(300)
         for title, widget, area in (("Tools", scroll, Qt.DockWidgetArea.LeftDockWidgetArea),
                                     ("Queue", self.queue, Qt.DockWidgetArea.RightDockWidgetArea),
                                     ("Training", self.training, Qt.DockWidgetArea.RightDockWidgetArea)):

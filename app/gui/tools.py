@@ -60,8 +60,8 @@ class ToolController(QObject):
     def set_editor(self, editor: LabelEditor | None, task: str) -> None:
         self.cancel()
         self.editor, self.task = editor, task
-        if editor is not None and task == "instance" and self.value == 1 and editor.label.max() > 0:
-            self.set_value(editor.new_instance_id())
+        if editor is not None and task == "instance" and editor.label.max() > 0:
+            self.set_value(editor.new_instance_id())  # never grow an unrelated instance of the next image
 
     def set_tool(self, tool: str) -> None:
         if tool not in TOOLS:

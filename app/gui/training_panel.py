@@ -280,8 +280,9 @@ class TrainingPanel(QWidget):
         self.live.setTitle(f"{title}&nbsp;&nbsp;&nbsp;<span style='color:{LOSS_COLOUR}'>━ loss</span>&nbsp;&nbsp;"
                            f"<span style='color:{METRIC_COLOUR}'>● validation {self.primary}</span>", size="9pt")
 
-    def refresh_models(self) -> None:
-        """Model table, learning curve and the current model in words, from the store (a few rows)."""
+    def refresh_models(self, *, keep_status: bool = False) -> None:
+        """Model table, learning curve and the current model in words, from the store (a few rows);
+        ``keep_status``: a run has just said how it went."""
         rows = loop.learning_curve(self.project)
         current = self.project.store.current_model
         self.models.setRowCount(len(rows))
@@ -303,7 +304,7 @@ class TrainingPanel(QWidget):
         self.rejected_item.setData([b[0] for b in bad], [b[1] for b in bad])
         self.feedback.setText(session.model_words(self.project) if current is not None else "")
         self.score_button.setEnabled(not self.running and current is not None)
-        if not self.running:
+        if not self.running and not keep_status:
             if not rows:
                 self.status.setText("No model yet: press Train now to learn from the pseudo labels.")
             elif not self.status.text():
@@ -483,14 +484,14 @@ class TrainingPanel(QWidget):
         if skipped:
             lines.append(skipped)
         self.status.setText("\n".join(lines))
-        self.refresh_models()
+        self.refresh_models(keep_status=True)
         self.message.emit(lines[0] if lines else "")
         if outcome.changed:
             self.model_updated.emit(outcome)
 
     def _failed(self, exc: Exception) -> None:
         self._done_ui()
-        self.refresh_models()
+        self.refresh_models(keep_status=True)
         what = "Scoring" if self._phase == "scoring" else "Training"
         self.status.setText(f"{what} failed: {in_words(exc)}")
         self.message.emit(f"{what} failed: {in_words(exc)}")
@@ -507,8 +508,11 @@ class TrainingPanel(QWidget):
         deadline = time.monotonic() + timeout_s
         while not self._idle.wait(0.05) and time.monotonic() < deadline:
             QApplication.processEvents()
-        QApplication.processEvents()
         finished = self._idle.is_set()
+        settle = time.monotonic() + 5.0  # the thread's last signal (its result) is on its way
+        while finished and self.running and time.monotonic() < settle:
+            QApplication.processEvents()
+            time.sleep(0.02)
         with contextlib.suppress(Exception):  # the store may already be unusable; never block closing
             session.mark_interrupted(self.project, self._job_mark)
         return finished

@@ -64,6 +64,12 @@ def press(button) -> None:
     QApplication.processEvents()
 
 
+def tick(checkbox) -> None:
+    """A click on a check box's indicator (its middle may be empty space that does not toggle it)."""
+    QTest.mouseClick(checkbox, Qt.MouseButton.LeftButton, pos=QPoint(8, checkbox.height() // 2))
+    QApplication.processEvents()
+
+
 def menu_action(window, menu: str, text: str):
     """The action a person finds in the menu bar under ``menu`` (a top-level title like "&Image"), by its
     text; menus are opened (aboutToShow) first so menus filled on demand are current."""

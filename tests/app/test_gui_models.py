@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from gui_actions import key, menu_action, press
+from gui_actions import key, menu_action, press, tick
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -136,7 +136,7 @@ def test_export_dialog_warns_on_a_0_step_model_and_escape_waits_for_the_export(g
     qtbot.waitExposed(dialog)
     assert dialog.warning.isVisible() and "trained 0 steps" in dialog.warning.text()
     assert not dialog.run_button.isEnabled()
-    press(dialog.anyway)
+    tick(dialog.anyway)
     assert dialog.run_button.isEnabled()
 
     release = threading.Event()
