@@ -285,7 +285,8 @@ def fit_windows(config: dict, spatial_shapes: list[tuple[int, ...]]) -> list[str
         new = []
         for size, lim, k in zip(old, limit, stride, strict=True):
             fitted = (lim // k) * k if rounding == "down" else -(-lim // k) * k
-            new.append(min(size, max(k, fitted)))
+            least = -(-4 // k) * k  # the config's smallest allowed size, on the stride
+            new.append(min(size, max(least, fitted)))
         if new != old:
             config.setdefault(section, {})[key] = new
             what = "smallest" if rounding == "down" else "largest"

@@ -87,7 +87,7 @@ def _queue_by(project: Project, version: int | None, strategy: str, state: str |
         row = rows.get(im["id"])
         cands.append(strategies.Candidate(im["id"], dict(row["details"]) if row else {},
                                           row["embedding"] if row else None))
-    keys = strategies.rank(cands, strategy) if cands else []
+    keys = strategies.rank(cands, strategy, labeled_embeddings=loop._labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = loop._entries({im["id"]: im["name"] for im in images}, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]

@@ -150,7 +150,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    "batch_diversity,random")
     p.add_argument("--rounds", type=int, required=True)
     p.add_argument("--per-round", type=int, required=True)
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=3, help="repeat with this many seeds; mean and spread reported")
     p.add_argument("--test-fraction", type=float, default=0.25)
     p.add_argument("--steps", type=int, help="fine-tuning steps per round")
     p.add_argument("--initial-steps", type=int, help="steps of round 0 (default: the config's training.steps)")

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from annotation import loop, session
 from annotation.project import Project
 
-from . import workers
+from . import auto_dialog, workers
 from .display_panel import DisplayPanel, LabelList
 from .errors import in_words
 from .image_view import ImageView
@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
             if group:
                 self.menus[group].addAction(act)
             self.actions[action_id] = act
+        self.menus["model"].addAction("Find the &best configuration…", lambda: auto_dialog.show(self))
         image = self.menus["image"]
         image.addSeparator()
         self.reset_menu = image.addMenu("Reset label")
@@ -502,14 +503,20 @@ class MainWindow(QMainWindow):
         for path in recent_projects():
             self.recent_menu.addAction(path, lambda p=path: self.open_requested.emit(p))
 
+    def _search_running(self) -> bool:
+        dialog = getattr(self, "auto_dialog", None)  # Model → Find the best configuration…
+        return dialog is not None and dialog.running
+
     def confirm_close(self) -> bool:
-        """Ask before closing while a round runs: it is stopped (its model is not kept) if the person agrees."""
-        if not self.training.running or self._shut:
+        """Ask before closing while a round (or a configuration search) runs: it is stopped (its unfinished
+        model is not kept) if the person agrees."""
+        if self._shut or not (self.training.running or self._search_running()):
             return True
-        box = QMessageBox(QMessageBox.Icon.Question, "A round is running",
-                          "A training or scoring round is running in the background. Stop it and close the "
-                          "project?\n\nThe current model and all your corrections are kept; the round's "
-                          "unfinished work is not.", parent=self)
+        what = "A training or scoring round" if self.training.running else "A configuration search"
+        box = QMessageBox(QMessageBox.Icon.Question, "Work is running",
+                          f"{what} is running in the background. Stop it and close the project?\n\nThe "
+                          "current model and all your corrections are kept; the unfinished work is not.",
+                          parent=self)
         stop = box.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("Keep working", QMessageBox.ButtonRole.RejectRole)
         box.setDefaultButton(stop)
@@ -530,8 +537,12 @@ class MainWindow(QMainWindow):
             self.setEnabled(False)
         if not self.training.shutdown():
             log.warning("the round did not stop in time; its jobs are marked interrupted")
+        search = getattr(self, "auto_dialog", None)
+        if search is not None and search.running:
+            search.stop()  # its running training is cancelled within a step
         self.saver.shutdown()
-        QThreadPool.globalInstance().waitForDone(15000)  # loads, thumbnails: nothing may touch a closed store
+        # loads, thumbnails, a stopping search: nothing may touch the store once it is closed
+        QThreadPool.globalInstance().waitForDone(60000 if search is not None else 15000)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.confirm_close():
