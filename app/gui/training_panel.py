@@ -306,10 +306,15 @@ class TrainingPanel(QWidget):
         self.score_button.setEnabled(not self.running and current is not None)
         if not self.running and not keep_status:
             if not rows:
-                self.status.setText("No model yet: press Train now to learn from the pseudo labels.")
-            elif not self.status.text():
+                self._say("No model yet: press Train now to learn from the pseudo labels.")
+            elif not self.status.text() and not self.feedback.text():  # the words above say it otherwise
                 last = rows[-1]
-                self.status.setText(last.get("note") or f"v{last['version']}")
+                self._say(last.get("note") or f"v{last['version']}")
+        self.status.setVisible(bool(self.status.text()))
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
 
     def set_counts(self, since_current: int) -> None:
         """Images corrected since the current model (after every save, from the store)."""
@@ -356,7 +361,7 @@ class TrainingPanel(QWidget):
         self._started = time.monotonic()
         self.progress.setRange(0, 0)
         self.progress.setFormat("starting…")
-        self.status.setText(text)
+        self._say(text)
         for w in (self.start_button, self.score_button, self.backend, self.nproc):
             w.setEnabled(False)
         self.stop_button.setEnabled(True)
@@ -408,7 +413,7 @@ class TrainingPanel(QWidget):
         self._phase = {"train": "training", "score": "scoring"}.get(phase, phase)
         if event.get("event") == "skipped":
             self._skipped.append(event)
-            self.status.setText(session.skipped_words(self._skipped))
+            self._say(session.skipped_words(self._skipped))
             return
         if self._stop.is_set():
             return
@@ -483,8 +488,10 @@ class TrainingPanel(QWidget):
         skipped = session.skipped_words(outcome.skipped or self._skipped)
         if skipped:
             lines.append(skipped)
-        self.status.setText("\n".join(lines))
+        self._say("\n".join(lines))
         self.refresh_models(keep_status=True)
+        if result is not None and result.version is not None and not result.cancelled:
+            self.feedback.setText("")  # the run's own lines say it, with the scoring and skipped images
         self.message.emit(lines[0] if lines else "")
         if outcome.changed:
             self.model_updated.emit(outcome)
@@ -493,7 +500,7 @@ class TrainingPanel(QWidget):
         self._done_ui()
         self.refresh_models(keep_status=True)
         what = "Scoring" if self._phase == "scoring" else "Training"
-        self.status.setText(f"{what} failed: {in_words(exc)}")
+        self._say(f"{what} failed: {in_words(exc)}")
         self.message.emit(f"{what} failed: {in_words(exc)}")
 
     def shutdown(self, timeout_s: float = 120.0) -> bool:

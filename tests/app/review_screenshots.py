@@ -61,12 +61,13 @@ def main(project: str, out: str) -> int:
     next_loaded(window, lambda: press(window.review.done_button))
     next_loaded(window, lambda: key(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier))
     window.training.tabs.setCurrentIndex(2)  # the models table: steps, check, note
+    window.queue.table.scrollToBottom()  # the images marked done, at the end of the queue
     shoot(window, out_dir / "review.png")
 
     key(window, Qt.Key.Key_O)  # labels as outlines, over the uncertainty heat map
     for _ in range(2):
         key(window, Qt.Key.Key_Plus)
-    window.training.tabs.setCurrentIndex(0)
+    window.training.tabs.setCurrentIndex(1)
     shoot(window, out_dir / "review-outlines.png")
     launcher.close()
     QApplication.processEvents()
