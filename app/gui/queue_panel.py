@@ -30,6 +30,7 @@ from annotation.project import Project
 from annotation.strategies import STRATEGIES
 
 from . import workers
+from .errors import in_words
 
 STATE_COLOURS = {"untouched": "#9e9e9e", "in_progress": "#ffb74d", "done": "#81c784"}
 STATE_WORDS = {"untouched": "untouched", "in_progress": "in progress", "done": "✓ done"}
@@ -195,7 +196,8 @@ class QueuePanel(QWidget):
         strategy = self.strategy.currentText()
         state = self.state.currentData()
         workers.start(session.queue, self.project, strategy, state,
-                      on_done=lambda ranking: self._show(ranking, generation))
+                      on_done=lambda ranking: self._show(ranking, generation),
+                      on_error=lambda exc: self.ranked_by.setText(f"Could not rank the queue: {in_words(exc)}"))
 
     def _show(self, ranking: session.Ranking, generation: int) -> None:
         if generation != self._generation:
