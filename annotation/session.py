@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import loop, strategies
+from . import loop
 from .acceptance import PRIMARY_METRIC, RULE_WORDS
 from .project import Project
 from .store.db import now
@@ -66,31 +66,10 @@ def queue(project: Project, strategy: str | None = None, state: str | None = Non
     strategy = strategy or project.loop.strategy
     version = ranking_version(project)
     current = store.current_model
-    if version == current:
-        entries = loop.queue(project, strategy, state)
-    else:
-        entries = _queue_by(project, version, strategy, state)
+    # no complete ranking yet: rank without scores (model versions start at 1, so version 0 has none)
+    entries = loop.queue(project, strategy, state, version=0 if version is None else version)
     excluded = int(store.scalar("SELECT COUNT(*) FROM images WHERE excluded IS NOT NULL"))
     return Ranking(entries, version, current, store.review_counts(), excluded)
-
-
-def _queue_by(project: Project, version: int | None, strategy: str, state: str | None) -> list[loop.QueueEntry]:
-    """:func:`annotation.loop.queue` with the scores of ``version`` instead of the current model's."""
-    store = project.store
-    rows = {r["image_id"]: r for r in store.scores(version)} if version is not None else {}
-    images = store.query("SELECT id, name, split, state, review, excluded FROM images ORDER BY id")
-    states = {im["id"]: im["review"] for im in images if im["excluded"] is None}
-    cands = []
-    for im in images:
-        if im["state"] != "ok" or im["excluded"] is not None or im["split"] == "test" or im["review"] == "done":
-            continue
-        row = rows.get(im["id"])
-        cands.append(strategies.Candidate(im["id"], dict(row["details"]) if row else {},
-                                          row["embedding"] if row else None))
-    keys = strategies.rank(cands, strategy, labeled_embeddings=loop._labeled_embeddings(project)) if cands else []
-    keys += [i for i, s in sorted(states.items()) if s == "done"]
-    entries = loop._entries({im["id"]: im["name"] for im in images}, keys, cands, states, strategy)
-    return [e for e in entries if state is None or e.state == state]
 
 
 def counters(project: Project, image_id: int | None = None) -> dict:
