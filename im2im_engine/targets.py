@@ -52,7 +52,7 @@ def classes_to_instances(
     fg = (probs[INTERIOR] + probs[BOUNDARY]) > fg_threshold
     seeds_mask = (interior > seed_threshold) & fg
     seeds = cc_label(seeds_mask, connectivity=1)
-    seeds = remove_small(seeds, max(min_size // 4, 1))  # specks of interior are not objects
+    seeds = remove_small(seeds, seed_min_size(min_size))  # specks of interior are not objects
     inst = watershed(1.0 - interior, markers=seeds, mask=fg) if seeds.max() > 0 else np.zeros(fg.shape, np.int64)
     orphans = fg & (inst == 0)
     if orphans.any():
@@ -60,6 +60,12 @@ def classes_to_instances(
         inst = np.where(extra > 0, extra + inst.max(), inst)
     inst = remove_small(inst, min_size)
     return relabel_sequential(inst)
+
+
+def seed_min_size(min_size: int) -> int:
+    """Smallest seed kept by :func:`classes_to_instances`: a quarter of ``min_size`` (an object's interior
+    is smaller than the object), at least 1 px. Exports state it, so it has one home."""
+    return max(min_size // 4, 1)
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
