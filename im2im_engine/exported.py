@@ -122,6 +122,7 @@ class FolderPrediction:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, problem)
     n_images: int = 0
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, what was left out), e.g. a calibration
 
 
 def _stem(path: Path) -> str:
@@ -146,10 +147,12 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
 
     Writes ``NAME_labels.ome.tif`` (int32 class or instance ids, like the app's predictions) and, when
     ``probabilities`` (always for regression), ``NAME_probabilities.ome.tif`` (float32, C[Z]YX). Timepoint 0
-    of each file; physical pixel sizes are carried over. A file that cannot be read or does not fit the
-    model is reported in ``failed`` and the rest continue.
+    of each file; physical pixel sizes are carried over with their units as the input states them, and none
+    is written where the input has none (:mod:`.calibration`). Files follow the user's umask. A file that
+    cannot be read or does not fit the model is reported in ``failed`` and the rest continue.
     """
     from . import io
+    from .calibration import UNCALIBRATED, CalibrationError, read_pixel_sizes
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = io.find_images(input_dir)
@@ -169,14 +172,18 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
             result.failed.append((str(path), str(exc)))
             continue
         labels_file, prob_file = output_names(path, input_dir, output_dir)
-        sizes = img.info.physical_pixel_sizes
+        try:
+            sizes = read_pixel_sizes(path)
+        except CalibrationError as exc:
+            sizes = UNCALIBRATED
+            result.notes.append((str(path), f"pixel size not written: {exc}"))
+        keep = sizes.writer_kwargs() if cfg.data.spatial_dims == 3 else sizes.planar().writer_kwargs()
         if pred.labels is not None:
-            result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32),
-                                                    physical_pixel_sizes=sizes))
+            result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32), **keep))
         if probabilities or pred.labels is None:
             order = "CZYX" if pred.output.ndim == 4 else "CYX"
             result.written.append(io.write_ome_tiff(prob_file, pred.output.astype(np.float32), dim_order=order,
-                                                    channel_names=names, physical_pixel_sizes=sizes))
+                                                    channel_names=names, **keep))
     if progress:
         progress(len(images), len(images), "done")
     return result

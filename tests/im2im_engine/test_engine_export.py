@@ -127,3 +127,115 @@ def test_existing_output_and_bad_format_are_clear_errors(tmp_path: Path, tiny_cf
         export_model(eng, "pickle", tmp_path / "p")
     with pytest.raises(ExportError, match="not an im2im-active export"):
         ExportedModel(tmp_path / "taken")
+
+
+def test_graph_takes_any_size_and_model_exports_follow_the_umask(tmp_path: Path, tiny_cfg) -> None:
+    """390×382 is no multiple of the stride: the graph pads inside and crops back (it raised before)."""
+    import onnxruntime as ort
+    import torch
+
+    cfg = tiny_cfg("semantic", model={"params": {"channels": [8, 16, 32], "strides": [2, 2]}})
+    eng = Engine.from_config(cfg, device="cpu")
+    old = os.umask(0o022)
+    try:
+        ts = export_model(eng, "torchscript", tmp_path / "ts")
+        onnx = export_model(eng, "onnx", tmp_path / "onnx")
+        zipped = export_model(eng, "bioimageio", tmp_path / "pkg.zip")
+    finally:
+        os.umask(old)
+    for path in [zipped.path, *(p for root in (ts.path, onnx.path) for p in (root, *root.rglob("*")))]:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+    x = np.random.default_rng(0).normal(size=(2, 1, 390, 382)).astype(np.float32)
+    net = torch.jit.load(str(ts.path / "model.torchscript.pt"))
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+        padded = torch.nn.functional.pad(torch.from_numpy(x), [1, 1, 1, 1])  # to 392×384, as the graph does
+        want = torch.softmax(eng.net.eval()(padded), 1)[..., 1:-1, 1:-1].numpy()
+    assert got.shape == (2, 2, 390, 382) and np.abs(got - want).max() < 1e-5
+    sess = ort.InferenceSession(str(onnx.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(sess.run(None, {"input": x})[0] - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("three_d", [False, True])
+def test_predict_folder_keeps_pixel_sizes_and_invents_none(tmp_path: Path, tiny_cfg, make_disks,
+                                                            three_d: bool) -> None:
+    import tifffile
+    from ome_types import from_xml
+
+    cfg = tiny_cfg("semantic", spatial_dims=3 if three_d else 2)
+    eng = Engine.from_config(cfg, device="cpu")
+    image, _ = make_disks(3, size=40, three_d=three_d)
+    (tmp_path / "in").mkdir()
+    axes = "ZYX" if three_d else "YX"
+    calibration = {"PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeXUnit": "mm", "PhysicalSizeYUnit": "mm"}
+    if three_d:
+        calibration |= {"PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "µm"}
+    tifffile.imwrite(tmp_path / "in" / "cal.ome.tif", image[0], ome=True, metadata={"axes": axes, **calibration})
+    tifffile.imwrite(tmp_path / "in" / "raw.tif", image[0])  # uncalibrated
+    old = os.umask(0o022)
+    try:
+        done = predict_folder(eng, tmp_path / "in", tmp_path / "out", probabilities=True)
+    finally:
+        os.umask(old)
+    assert not done.failed and len(done.written) == 4
+    for path in done.written:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+        pixels = from_xml(tifffile.TiffFile(path).ome_metadata).images[0].pixels
+        if path.name.startswith("raw"):
+            assert (pixels.physical_size_x, pixels.physical_size_y, pixels.physical_size_z) == (None, None, None)
+        else:
+            assert (pixels.physical_size_x, pixels.physical_size_x_unit.value) == (0.1, "mm"), path
+            assert (pixels.physical_size_y, pixels.physical_size_y_unit.value) == (0.1, "mm"), path
+            if three_d:
+                assert (pixels.physical_size_z, pixels.physical_size_z_unit.value) == (2.0, "µm"), path
+            else:
+                assert pixels.physical_size_z is None, path
+
+
+def follow_instance_rule(probs: np.ndarray, post: dict) -> np.ndarray:
+    """``export.json``'s instance post-processing, implemented from its words alone (scipy, not the app)."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    _, interior, boundary = probs
+    foreground = interior + boundary > post["fg_threshold"]
+    seeds, _ = ndi.label((interior > post["seed_threshold"]) & foreground)
+    sizes = np.bincount(seeds.ravel())
+    seeds[(sizes < post["seed_min_size"])[seeds] & (seeds > 0)] = 0
+    objects = watershed(1 - interior, markers=seeds, mask=foreground)
+    orphans, _ = ndi.label(foreground & (objects == 0))
+    objects = np.where(orphans > 0, orphans + objects.max(), objects)
+    sizes = np.bincount(objects.ravel())
+    objects[(sizes < post["min_size"])[objects] & (objects > 0)] = 0
+    _, renumbered = np.unique(objects, return_inverse=True)
+    return renumbered.reshape(objects.shape)
+
+
+def test_instance_rule_in_export_json_is_what_the_code_does(tmp_path: Path, tiny_cfg) -> None:
+    from im2im_engine.exported import labels_from_output
+
+    cfg = tiny_cfg("instance", task={"kind": "instance", "instance": {"min_size": 12}})
+    result = export_model(Engine.from_config(cfg, device="cpu"), "torchscript", tmp_path / "ts")
+    post = json.loads((result.path / "export.json").read_text())["postprocessing"]
+    assert post["seed_min_size"] == 3 and "no seed reaches" in post["labels"]
+    # ring objects of boundary around interior seeds: A with a 3×3 seed; B whose seed is 2 px (< seed_min_size:
+    # dropped, so B is foreground no seed reaches and becomes an object of its own); C, one ring with two
+    # 2×2 seeds (kept although < min_size), split in two by the watershed. 4 objects.
+    probs = np.zeros((3, 40, 48), np.float32)
+    probs[0] = 1.0
+
+    def paint(channel: int, y0: int, y1: int, x0: int, x1: int) -> None:
+        probs[:, y0:y1, x0:x1] = np.eye(3, dtype=np.float32)[channel][:, None, None]
+
+    paint(2, 2, 11, 2, 11)
+    paint(1, 5, 8, 5, 8)
+    paint(2, 2, 11, 20, 29)
+    paint(1, 6, 7, 24, 26)
+    paint(2, 20, 29, 2, 30)
+    paint(1, 23, 25, 5, 7)
+    paint(1, 23, 25, 25, 27)
+    want = follow_instance_rule(probs, post)
+    got = labels_from_output(probs, cfg)
+    assert want.max() == 4
+    np.testing.assert_array_equal(got, want)
