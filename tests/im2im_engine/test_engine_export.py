@@ -129,23 +129,29 @@ def test_existing_output_and_bad_format_are_clear_errors(tmp_path: Path, tiny_cf
         ExportedModel(tmp_path / "taken")
 
 
-def test_graph_takes_any_size_and_model_exports_follow_the_umask(tmp_path: Path, tiny_cfg) -> None:
-    """390×382 is no multiple of the stride: the graph pads inside and crops back (it raised before)."""
+def test_model_exports_follow_the_umask(tmp_path: Path, tiny_cfg) -> None:
+    """Folders were 0700 (mkdtemp) whatever the umask: colleagues on a shared server could not open them."""
+    eng = Engine.from_config(tiny_cfg("semantic"), device="cpu")
+    old = os.umask(0o022)
+    try:
+        made = [export_model(eng, fmt, tmp_path / fmt) for fmt in ("torchscript", "onnx")]
+        made.append(export_model(eng, "bioimageio", tmp_path / "pkg.zip"))
+    finally:
+        os.umask(old)
+    paths = [p for r in made for p in (r.path, *(r.path.rglob("*") if r.path.is_dir() else []))]
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_graph_takes_any_size(tmp_path: Path, tiny_cfg) -> None:
+    """390×382 is no multiple of the stride (4): the graph pads inside and crops back (it raised before)."""
     import onnxruntime as ort
     import torch
 
     cfg = tiny_cfg("semantic", model={"params": {"channels": [8, 16, 32], "strides": [2, 2]}})
     eng = Engine.from_config(cfg, device="cpu")
-    old = os.umask(0o022)
-    try:
-        ts = export_model(eng, "torchscript", tmp_path / "ts")
-        onnx = export_model(eng, "onnx", tmp_path / "onnx")
-        zipped = export_model(eng, "bioimageio", tmp_path / "pkg.zip")
-    finally:
-        os.umask(old)
-    for path in [zipped.path, *(p for root in (ts.path, onnx.path) for p in (root, *root.rglob("*")))]:
-        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
-
+    ts = export_model(eng, "torchscript", tmp_path / "ts")
+    onnx = export_model(eng, "onnx", tmp_path / "onnx")
     x = np.random.default_rng(0).normal(size=(2, 1, 390, 382)).astype(np.float32)
     net = torch.jit.load(str(ts.path / "model.torchscript.pt"))
     with torch.no_grad():
@@ -180,7 +186,6 @@ def test_predict_folder_keeps_pixel_sizes_and_invents_none(tmp_path: Path, tiny_
         os.umask(old)
     assert not done.failed and len(done.written) == 4
     for path in done.written:
-        assert path.stat().st_mode & 0o777 == 0o644, path
         pixels = from_xml(tifffile.TiffFile(path).ome_metadata).images[0].pixels
         if path.name.startswith("raw"):
             assert (pixels.physical_size_x, pixels.physical_size_y, pixels.physical_size_z) == (None, None, None)
@@ -191,6 +196,7 @@ def test_predict_folder_keeps_pixel_sizes_and_invents_none(tmp_path: Path, tiny_
                 assert (pixels.physical_size_z, pixels.physical_size_z_unit.value) == (2.0, "µm"), path
             else:
                 assert pixels.physical_size_z is None, path
+        assert path.stat().st_mode & 0o777 == 0o644, path  # was 0600 (temp file + rename)
 
 
 def follow_instance_rule(probs: np.ndarray, post: dict) -> np.ndarray:
