@@ -278,24 +278,3 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
     path = folder / "rdf.yaml"
     path.write_text(yaml.safe_dump(json.loads(json.dumps(rdf, default=str)), sort_keys=False, allow_unicode=True))
     return path
-
-
-def validate_bioimageio(path: str | os.PathLike) -> dict | None:
-    """Validate a package with ``bioimageio.spec`` when it is installed in this Python (None when it is not).
-
-    Returns ``{"status": ..., "format_version": ..., "errors": [...], "warnings": [...]}``. The test suite
-    runs the full check (``bioimageio test``: weights, test tensors, every size) in a pinned environment of
-    its own, see ``tests/toolenv.py``.
-    """
-    try:
-        from bioimageio.spec import ValidationContext, load_description
-    except ImportError:
-        return None
-    path = Path(path)
-    with ValidationContext(perform_io_checks=True):
-        descr = load_description(path / "rdf.yaml" if path.is_dir() else path)
-    summary = descr.validation_summary
-    errors = [f"{'.'.join(map(str, e.loc))}: {e.msg}" for d in summary.details for e in d.errors]
-    warnings = [f"{'.'.join(map(str, w.loc))}: {w.msg}" for d in summary.details for w in (d.warnings or [])]
-    return {"status": summary.status, "format_version": str(getattr(descr, "format_version", "")),
-            "errors": errors, "warnings": warnings}

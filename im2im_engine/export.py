@@ -478,10 +478,3 @@ def read_manifest(folder: Path) -> dict:
         return json.loads(path.read_text())
     except ValueError as exc:
         raise ExportError(f"{path}: unreadable ({exc})") from None
-
-
-def validate_bioimageio(path: str | os.PathLike) -> dict | None:
-    """See :func:`im2im_engine.bioimage_package.validate_bioimageio` (kept here for existing callers)."""
-    from .bioimage_package import validate_bioimageio as validate
-
-    return validate(path)

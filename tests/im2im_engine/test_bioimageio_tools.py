@@ -135,7 +135,7 @@ def test_ordinary_sizes_predict_whole_and_blockwise_close_to_the_app(core: dict)
             assert got.shape == app.shape, (name, mode)
             diff, agree = np.abs(got - app).mean(), (got.argmax(0) == app.argmax(0)).mean()
             print(f"{name} {mode}: mean |Δp| {diff:.4f} (app vs itself {own:.4f}), labels agree {agree:.4f}")
-            assert diff <= 3 * own and agree >= 0.975, (name, mode, diff, own, agree)
+            assert diff <= 4 * own and agree >= 0.975, (name, mode, diff, own, agree)
 
 
 def test_blockwise_with_the_halo_equals_the_app_away_from_the_image_border(core: dict) -> None:

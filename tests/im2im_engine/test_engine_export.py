@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from im2im_engine import Engine
-from im2im_engine.export import ExportError, export_model, validate_bioimageio
+from im2im_engine.export import ExportError, export_model
 from im2im_engine.exported import ExportedModel, predict_folder
 
 #: Runs with the project made unimportable (and MONAI too): only torch + numpy may be needed.
@@ -105,9 +105,7 @@ def test_bioimageio_package_and_zip(tmp_path: Path, tiny_cfg, make_disks) -> Non
         assert (result.path / rdf[name]).exists()
     assert (result.path / rdf["covers"][0]).exists()
     assert np.load(result.path / "test_output.npy").shape == (1, 2, *cfg.inference.roi_size)
-    summary = validate_bioimageio(result.path)
-    if summary is not None:  # bioimageio.spec installed
-        assert summary["status"] in ("valid-format", "passed"), summary["errors"]
+    # validated and tested by bioimageio.core itself: tests/im2im_engine/test_bioimageio_tools.py
 
     packed = export_model(eng, "bioimageio", tmp_path / "pkg.zip", sample=image)
     assert zipfile.is_zipfile(packed.path)
