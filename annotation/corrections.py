@@ -19,9 +19,13 @@ from .store import ImageRecord
 
 
 def apply_mask(project: Project, image: ImageRecord, mask: np.ndarray, *, seconds: float = 0.0,
-               author: str | None = None, kind: str = "mask") -> int:
+               author: str | None = None, kind: str = "mask", done: bool = True) -> int:
     """Store ``mask`` as the corrected label of ``image`` (semantic tasks: ``> 0`` becomes class 1 unless the
-    config has several classes)."""
+    config has several classes).
+
+    A whole mask is the person's answer for every pixel: all of it counts as painted, and the image is
+    marked ``done`` (unless ``done=False``), in the same transaction as the pixels.
+    """
     mask = np.asarray(mask)
     if mask.shape != tuple(image.spatial_shape):
         raise ProjectError(f"mask of shape {mask.shape} does not fit {image.name} of shape {image.spatial_shape}")
@@ -30,8 +34,13 @@ def apply_mask(project: Project, image: ImageRecord, mask: np.ndarray, *, second
     zyx = mask if mask.ndim == 3 else mask[None]
     box = (0, zyx.shape[0], 0, zyx.shape[1], 0, zyx.shape[2])
     store = project.store
-    return store.apply_edit(image.id, box, zyx.astype(np.int32), kind=kind, seconds=seconds,
-                            model_version=store.current_model, author=author)
+    with store.write():
+        cid = store.apply_edit(image.id, box, zyx.astype(np.int32), kind=kind, seconds=seconds,
+                               model_version=store.current_model, author=author,
+                               touched=np.ones(zyx.shape, bool))
+        if done:
+            store.mark_done(image.id, author=author)
+    return cid
 
 
 def correct_from_file(project: Project, image_key: str, mask_path: str | os.PathLike, *,

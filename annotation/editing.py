@@ -21,6 +21,7 @@ from itertools import pairwise
 import numpy as np
 
 from .store import Store
+from .store import provenance as prov
 
 Box = tuple[int, int, int, int, int, int]
 Point = tuple[float, float]  # (y, x) in pixel coordinates of the plane
@@ -281,6 +282,19 @@ def start_from(store: Store, image_id: int, t: int = 0) -> tuple[np.ndarray | No
     return None, None
 
 
+def source_code(store: Store, image_id: int, version: str | None, t: int = 0) -> int:
+    """Provenance code of a label copied from ``version`` of this image (the prediction's model included)."""
+    model = None
+    if version == "prediction":
+        info = store.label_info(image_id, "prediction", t)
+        model = info["model_version"] if info else None
+    return prov.of_source(version, model)
+
+
+#: What *Reset label* can start the corrected label from again.
+RESET_SOURCES = ("pseudo", "prediction", "empty")
+
+
 # ------------------------------------------------------------------------------------------- editor
 class LabelEditor:
     """Edits of one image (one timepoint) of a project, with an in-memory copy for display.
@@ -308,6 +322,7 @@ class LabelEditor:
         ignore = store.get_label(image_id, "ignore", t)
         self.ignore = as_zyx(np.array(ignore, np.int32) if ignore is not None else np.zeros(self.shape, np.int32))
         self.has_corrected = corrected is not None
+        self.initial_source = source_code(store, image_id, self.initial_version, t)
         self.model_version = store.current_model
         self._stroke: dict | None = None
         self._last = clock()
@@ -336,8 +351,12 @@ class LabelEditor:
         """The version the stroke in progress paints into (``corrected`` when none is in progress)."""
         return "corrected" if self._stroke is None else self._stroke["version"]
 
-    def apply(self, edit: Edit | None, version: str = "corrected") -> Box | None:
-        """Write one edit to the store (one transaction) and to the in-memory copy; return its box."""
+    def apply(self, edit: Edit | None, version: str = "corrected", *, provenance: int = prov.PAINTED,
+              touched: np.ndarray | None = None) -> Box | None:
+        """Write one edit to the store (one transaction) and to the in-memory copy; return its box.
+
+        ``provenance``: the code the changed pixels (or ``touched``) get; painted by a person by default.
+        """
         if edit is None:
             return None
         arr = self.array(version)
@@ -348,6 +367,7 @@ class LabelEditor:
         self._writer(partial(
             self.store.apply_edit, self.image_id, edit.box, edit.after, version=version, t=self.t,
             kind=edit.kind, seconds=seconds, model_version=self.model_version, init_from=init,
+            init_source=self.initial_source, provenance=provenance, touched=touched,
         ))
         arr[box_slices(edit.box)] = edit.after
         if version == "corrected":
@@ -436,7 +456,44 @@ class LabelEditor:
             # Same pixels, but the person confirmed them: record a corrected label (one full-image edit).
             vol = as_zyx(np.asarray(prediction, np.int32))
             edit = Edit((0, vol.shape[0], 0, vol.shape[1], 0, vol.shape[2]), vol.copy(), "accept")
-        return self.apply(edit)
+        return self.apply(edit, provenance=source_code(self.store, self.image_id, "prediction", self.t))
+
+    def reset(self, to: str) -> Box | None:
+        """*Reset label*: the corrected label becomes the pseudo label, the current prediction or empty again,
+        as one undoable edit; no pixel counts as painted afterwards."""
+        if to not in RESET_SOURCES:
+            raise EditError(f"reset to one of {', '.join(RESET_SOURCES)}, not {to!r}")
+        if to == "empty":
+            new = np.zeros(self.shape, np.int32)
+        else:
+            new = self.store.get_label(self.image_id, to, self.t)
+            if new is None:
+                raise EditError(f"this image has no {to} label to reset to")
+        code = source_code(self.store, self.image_id, to, self.t)
+        new_vol = as_zyx(np.asarray(new, np.int32))
+        codes = self.store.get_provenance(self.image_id, self.t)
+        changed = self.label != new_vol
+        if codes is not None:
+            changed |= as_zyx(codes) != code
+        elif not self.has_corrected:
+            changed |= True  # nothing stored yet: the reset itself is the first corrected label
+        sl = bbox(changed)
+        if sl is None:
+            return None
+        edit = Edit(_box_of(sl), new_vol[sl].copy(), f"reset:{to}")
+        box = self.apply(edit, provenance=code, touched=np.ones(edit.after.shape, bool))
+        self._writer(partial(self.store.set_review, self.image_id, "in_progress"))
+        return box
+
+    def mark_done(self) -> None:
+        """*Done*: the person has checked all of this image (its untouched pixels train as reviewed)."""
+        self.cancel_stroke()
+        self.tick()
+        init = None if self.has_corrected else (
+            self.initial if self.initial is not None else np.zeros(self.shape, np.int32))
+        self._writer(partial(self.store.mark_done, self.image_id, self.t, init_from=init,
+                             init_source=self.initial_source))
+        self.has_corrected = True
 
     # -------------------------------------------------------------- history (persisted in the store)
     def _latest(self, undone: bool) -> tuple[int, str] | None:

@@ -34,6 +34,7 @@ class ImportReport:
     labels: int = 0
     labels_skipped: list[tuple[str, str]] = field(default_factory=list)
     unmatched_images: list[str] = field(default_factory=list)
+    config_notes: list[str] = field(default_factory=list)  # settings fitted to the data (e.g. windows cut)
 
     def problems(self) -> list[str]:
         return [f"{p}: {why}" for p, why in self.skipped + self.labels_skipped]

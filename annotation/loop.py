@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import strategies
+from im2im_engine.atomic import atomic_write_text
+
+from . import acceptance, strategies
+from .acceptance import PRIMARY_METRIC
 from .integrity import check_images
 from .jobs import JobError, run_job
 from .project import Project
 from .store.db import now
-from .trainset import build_trainset, remove_folder, training_weights, usable_images
+from .trainset import build_trainset, check_entry, remove_folder, training_weights, usable_images
 
 Progress = Callable[[dict], None]
-
-#: The validation metric that decides acceptance, per task (higher is better for all three).
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
 
 
 @dataclass
@@ -39,6 +39,8 @@ class RoundResult:
     cancelled: bool = False
     seconds: float = 0.0
     hint: str | None = None  # e.g. "the metric has plateaued: more corrections may not pay off"
+    check: dict = field(default_factory=dict)  # what decided (annotation.acceptance.Check as a dict)
+    skipped: list = field(default_factory=list)  # images the worker could not use, each with the reason
 
 
 @dataclass
@@ -46,7 +48,7 @@ class QueueEntry:
     image_id: int
     name: str
     score: float | None
-    state: str  # pseudo | predicted | corrected
+    state: str  # review state: untouched | in_progress | done
     rank: int
 
 
@@ -69,8 +71,11 @@ def train_round(
     project: Project, *, steps: int | None = None, progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RoundResult:
-    """Fine-tune the current model (or train version 1 from pseudo labels) and accept it only if it is not
-    worse than the current one on the held-out corrected images."""
+    """Fine-tune the current model (or train version 1 from pseudo labels) and accept it only if it passes
+    the check (:mod:`annotation.acceptance`): never worse than the current model on images it did not
+    train on, judged the same way."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise JobError(f"a training round needs a whole number of steps >= 1 (got {steps!r})")
     store = project.store
     settings = project.loop
     started = time.monotonic()
@@ -87,8 +92,10 @@ def train_round(
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
     data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
-    if not data.train:
-        raise JobError(f"{project.root}: nothing to train on (no image has a pseudo or corrected label)")
+    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
+    if not train:
+        remove_folder(scratch)
+        raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
     config = project.engine_config_dict()
     if parent is not None:  # fine-tuning: a gentler learning rate so a few corrections do not wash out v1
         training = dict(config.get("training") or {})
@@ -97,13 +104,12 @@ def train_round(
     spec = {
         "config": config,
         "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
-        "output_dir": str(out), "steps": steps, "train": data.train, "val": data.val,
-        "evaluate_checkpoint": parent is not None and bool(data.val),
-        **job_roots(project, data.train + data.val),
+        "output_dir": str(out), "steps": steps, "train": train, "val": [], "check": check,
+        **job_roots(project, train + check),
     }
 
     def forward(event: dict) -> None:
-        if progress is not None and event.get("event") in ("progress", "metrics"):
+        if progress is not None and event.get("event") in ("progress", "metrics", "skipped"):
             progress({"phase": "train", **event})
 
     try:
@@ -118,21 +124,68 @@ def train_round(
         raise JobError(f"training failed: {outcome.message} (log: {outcome.log})")
 
     report = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-    metrics = dict(report.get("val_metrics") or outcome.result.get("val_metrics") or {})
-    baseline = dict(report.get("baseline_metrics") or outcome.result.get("baseline_metrics") or {})
-    accepted, message = _decide(project, version, parent, metrics, baseline, len(data.val))
+    n_corrected = data.n_corrected + sum(e.get("version") == "corrected" for e in data.check)
+    source = "pseudo labels" + (f" and {n_corrected} corrected images" if n_corrected else "")
+    verdict = _check(project, rule, check, report, version, parent, source)
+    report["check"] = verdict.to_dict()
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
+    # the learning curve and the plateau hint read ``metrics[key]``: only a held-out check is comparable
+    # from round to round (a rotating image is a different image each round)
+    metrics: dict = {}
+    if verdict.rule == "held-out":
+        metrics.update({k: v for k, v in (report.get("check_metrics") or {}).get("child", {}).items()
+                        if isinstance(v, int | float)})
+    metrics["check"] = {k: v for k, v in verdict.to_dict().items() if k != "per_image"}
+    metrics["steps"] = report.get("steps")
+    accepted, message = verdict.accepted, verdict.reason
     store.add_model(
         version=version, path=str(out.relative_to(project.root) / "model.pt"), parent=parent,
         status="accepted" if accepted else "rejected", round=round_no, metrics=metrics,
-        train_set_hash=data.digest, n_corrected=data.n_corrected + len(data.val), n_pseudo=data.n_pseudo,
+        train_set_hash=data.digest, n_corrected=n_corrected, n_pseudo=data.n_pseudo,
         seconds=seconds, note=message,
     )
     if accepted:
         store.set_current_model(version)
     store.log("round", round=round_no, version=version, accepted=accepted, metrics=metrics,
-              baseline=baseline, n_corrected=data.n_corrected + len(data.val), n_val=len(data.val),
+              check=verdict.to_dict(), n_corrected=n_corrected, n_check=len(check),
+              steps=report.get("steps"), skipped=report.get("skipped", []),
               train_set_hash=data.digest, seconds=seconds, message=message)
-    return RoundResult(version, accepted, metrics, message, seconds=seconds, hint=plateau_hint(project))
+    return RoundResult(version, accepted, metrics, message, seconds=seconds, hint=plateau_hint(project),
+                       check=verdict.to_dict(), skipped=list(report.get("skipped", [])))
+
+
+def _check(project: Project, rule: str, check: list[dict], report: dict, version: int,
+           parent: int | None, source: str) -> acceptance.Check:
+    """The worker's measurements of parent and child on the check images, turned into a decision."""
+    key = acceptance.PRIMARY_METRIC[project.task]
+    measured = report.get("check_metrics") or {}
+    child = measured.get("child") or {}
+    before = measured.get("parent") or {}
+    verdict = acceptance.Check(
+        rule=rule, images=[e["name"] for e in check], metric=key, child=child.get(key), parent=before.get(key),
+        floor_metric="dice" if project.task != "regression" else "", child_floor_value=child.get("dice"),
+        per_image=measured.get("per_image") or {},
+    )
+    if rule == "held-out" and project.task != "regression":
+        verdict.pseudo = _pseudo_agreement(project, check, key)
+    return acceptance.decide(verdict, project.loop, version, parent, source)
+
+
+def _pseudo_agreement(project: Project, check: list[dict], key: str) -> float | None:
+    """The pseudo labels scored like the models on the held-out done images: the floor to beat."""
+    from im2im_engine.metrics import ap50, dice
+
+    store = project.store
+    values = []
+    for entry in check:
+        pseudo = store.get_label(entry["image_id"], "pseudo")
+        corrected = store.get_label(entry["image_id"], "corrected")
+        if pseudo is None or corrected is None:
+            continue
+        ignore = store.get_label(entry["image_id"], "ignore")
+        trust = None if ignore is None else ignore == 0
+        values.append(ap50(pseudo, corrected) if key == "ap50" else dice(pseudo, corrected, trust))
+    return float(np.mean(values)) if values else None
 
 
 def _record_correction_agreement(project: Project, parent: int) -> None:
@@ -164,24 +217,10 @@ def _record_correction_agreement(project: Project, parent: int) -> None:
         store.update_model(parent, metrics=metrics)
 
 
-def _decide(project: Project, version: int, parent: int | None, metrics: dict, baseline: dict,
-            n_val: int) -> tuple[bool, str]:
-    key = PRIMARY_METRIC[project.task]
-    if parent is None:
-        return True, f"v{version} trained from pseudo labels"
-    if not n_val or key not in metrics or key not in baseline:
-        return True, f"v{version} accepted without a held-out check (no corrected validation images yet)"
-    new, old = float(metrics[key]), float(baseline[key])
-    if new + project.loop.accept_tolerance >= old:
-        return True, f"v{version} accepted: {key} {new:.3f} vs {old:.3f} for v{parent} on {n_val} held-out images"
-    return False, (f"kept v{parent}: v{version} was worse on {n_val} held-out corrected images "
-                   f"({key} {new:.3f} < {old:.3f})")
-
-
 # -------------------------------------------------------------------------------------------- scoring
 def score(project: Project, *, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
           include_corrected: bool = False, include_test: bool = False) -> int:
-    """Predict + uncertainty for every image not yet corrected with the current model; store both.
+    """Predict + uncertainty for every image not yet done with the current model; store both.
 
     Test images (a fixed split, never proposed) are only scored when asked, for evaluation.
     """
@@ -190,9 +229,8 @@ def score(project: Project, *, progress: Progress | None = None, should_stop: Ca
     if version is None:
         raise JobError(f"{project.root}: no model yet; run `im2im-active train {project.root}` first")
     check_images(project)
-    corrected = {r["image_id"] for r in store.query("SELECT image_id FROM labels WHERE version = 'corrected'")}
     images = [im for im in usable_images(store)
-              if (include_corrected or im.id not in corrected) and (include_test or im.split != "test")]
+              if (include_corrected or im.review != "done") and (include_test or im.split != "test")]
     return _score_images(project, version, images, progress, should_stop)
 
 
@@ -241,25 +279,34 @@ def _score_images(project: Project, version: int, images: list, progress: Progre
 
 # ---------------------------------------------------------------------------------------------- queue
 def image_states(project: Project) -> dict[int, str]:
-    states: dict[int, str] = {}
+    """The review state of every image (``untouched``, ``in_progress``, ``done``): the one source of truth
+    for the queue and the counters, updated by every save."""
+    return {r["id"]: r["review"] for r in project.store.query("SELECT id, review FROM images")}
+
+
+def label_sources(project: Project) -> dict[int, str]:
+    """The label a person sees first for each image: ``corrected``, else ``prediction``, else ``pseudo``."""
+    best: dict[int, str] = {}
     rank = {"pseudo": 0, "prediction": 1, "corrected": 2}
     for r in project.store.query("SELECT image_id, version FROM labels WHERE version != 'ignore'"):
-        if rank[r["version"]] >= rank.get(states.get(r["image_id"], "pseudo"), 0):
-            states[r["image_id"]] = r["version"]
-    return {k: ("predicted" if v == "prediction" else v) for k, v in states.items()}
+        if rank[r["version"]] >= rank.get(best.get(r["image_id"], "pseudo"), 0):
+            best[r["image_id"]] = r["version"]
+    return best
 
 
-def _candidates(project: Project, exclude_corrected: bool = True) -> tuple[list[strategies.Candidate], dict, dict]:
-    """Queue candidates, label states and image names, from one light pass over the images table (the
-    queue of a 10,000-image project is rebuilt after every round, so no per-row JSON parsing here)."""
+def _candidates(project: Project, exclude_done: bool = True) -> tuple[list[strategies.Candidate], dict, dict]:
+    """Queue candidates, review states and image names, from one light pass over the images table (the
+    queue of a 10,000-image project is rebuilt after every round, so no per-row JSON parsing here).
+    Done, excluded, missing and test images are never candidates."""
     store = project.store
     version = store.current_model
     rows = {r["image_id"]: r for r in store.scores(version)} if version is not None else {}
-    states = image_states(project)
-    images = store.query("SELECT id, name, split, state FROM images ORDER BY id")
+    images = store.query("SELECT id, name, split, state, review, excluded FROM images ORDER BY id")
+    states = {im["id"]: im["review"] for im in images if im["excluded"] is None}
     cands = []
     for im in images:
-        if im["state"] != "ok" or im["split"] == "test" or (exclude_corrected and states.get(im["id"]) == "corrected"):
+        if (im["state"] != "ok" or im["excluded"] is not None or im["split"] == "test"
+                or (exclude_done and im["review"] == "done")):
             continue
         row = rows.get(im["id"])
         cands.append(strategies.Candidate(
@@ -270,7 +317,7 @@ def _candidates(project: Project, exclude_corrected: bool = True) -> tuple[list[
 def _labeled_embeddings(project: Project) -> np.ndarray | None:
     """Embeddings of corrected images (the labelled pool for diversity), from the latest scores."""
     rows = project.store.query(
-        "SELECT s.embedding FROM scores s JOIN labels l ON l.image_id = s.image_id AND l.version = 'corrected'"
+        "SELECT s.embedding FROM scores s JOIN images i ON i.id = s.image_id AND i.review = 'done'"
         " WHERE s.embedding IS NOT NULL ORDER BY s.model_version DESC")
     embs = [np.frombuffer(r["embedding"], np.float32) for r in rows]
     return np.stack(embs) if embs else None
@@ -289,11 +336,11 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
 
 
 def queue(project: Project, strategy: str | None = None, state: str | None = None) -> list[QueueEntry]:
-    """Every image, ranked for the queue panel: uncorrected by the strategy, corrected at the end."""
+    """Every image, ranked for the queue panel: not done by the strategy, done ones at the end."""
     strategy = strategy or project.loop.strategy
     cands, states, names = _candidates(project)
     keys = strategies.rank(cands, strategy) if cands else []
-    keys += [i for i, s in sorted(states.items()) if s == "corrected"]
+    keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = _entries(names, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]
 
@@ -309,7 +356,7 @@ def _entries(names: dict[int, str], keys: list[int], cands: list, states: dict[i
         value = None
         if cand is not None and cand.scores:
             value = cand.scores.get(measure, cand.scores.get("score")) if measure else cand.scores.get("score")
-        out.append(QueueEntry(key, names[key], value, states.get(key, "pseudo"), rank))
+        out.append(QueueEntry(key, names[key], value, states.get(key, "untouched"), rank))
     return out
 
 
@@ -336,10 +383,15 @@ def learning_curve(project: Project) -> list[dict]:
     return rows
 
 
+def corrected_count(project: Project) -> int:
+    """Images with a corrected label (edited or done): what ``n_corrected`` of a model counts."""
+    return int(project.store.scalar("SELECT COUNT(DISTINCT image_id) FROM labels WHERE version = 'corrected'"))
+
+
 def corrections_since_current(project: Project) -> int:
     store = project.store
     current = store.current_model
-    n_corrected = int(store.scalar("SELECT COUNT(DISTINCT image_id) FROM labels WHERE version = 'corrected'"))
+    n_corrected = corrected_count(project)
     if current is None:
         return n_corrected
     return n_corrected - int(store.model(current)["n_corrected"])

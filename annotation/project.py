@@ -45,7 +45,11 @@ class LoopSettings(BaseModel):
     finetune_lr_scale: float = Field(0.3, gt=0.0, le=1.0,
                                      description="fine-tuning uses training.lr times this (keeps what was learnt)")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of corrected images held out")
-    accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on validation")
+    accept_tolerance: float = Field(0.0, ge=0.0, description="accept a model this much worse on held-out done images")
+    fallback_tolerance: float = Field(0.05, ge=0.0, description="the same, when an image left out of the round "
+                                      "judges it (its label may be a pseudo label)")
+    min_agreement: float = Field(0.5, ge=0.0, le=1.0, description="a model whose foreground Dice with the check "
+                                 "labels is below this did not learn and is rejected")
     plateau_rounds: int = Field(3, ge=1, description="rounds without improvement before hinting to stop")
     plateau_delta: float = Field(0.005, ge=0.0)
 
@@ -269,8 +273,10 @@ class Project:
         self._config = config
 
 
-def build_config(task: str, three_d: bool, n_channels: int, user_config: str | os.PathLike | None) -> dict:
-    """The project's config: the user's YAML or the bundled preset, fitted to the data's channel count."""
+def build_config(task: str, three_d: bool, n_channels: int, user_config: str | os.PathLike | None,
+                 spatial_shapes: list[tuple[int, ...]] | None = None) -> tuple[dict, list[str]]:
+    """The project's config: the user's YAML or the bundled preset, fitted to the data's channel count and
+    to the image sizes (see :func:`fit_windows`). Returns the config and one line per change made."""
     source = Path(user_config) if user_config else preset_path(task, three_d)
     config = read_yaml(source)
     data = config.setdefault("data", {})
@@ -278,7 +284,43 @@ def build_config(task: str, three_d: bool, n_channels: int, user_config: str | o
         data["in_channels"] = n_channels
     config.setdefault("loop", {})
     check_config(config, str(source))  # errors name the file the user wrote
-    return config
+    notes = fit_windows(config, spatial_shapes or [])
+    if notes:
+        check_config(config, str(source))
+    return config, notes
+
+
+def fit_windows(config: dict, spatial_shapes: list[tuple[int, ...]]) -> list[str]:
+    """Cut ``data.patch_size`` and ``inference.roi_size`` to the images, in place; return what changed.
+
+    A training patch larger than the smallest image is mostly padding, and a window larger than every
+    image only adds padding to predict on: per axis, the patch becomes at most the smallest image and the
+    window at most the largest, both rounded to the network's stride (which sizes must be divisible by).
+    """
+    from im2im_engine.networks import total_stride
+
+    shapes = [tuple(int(v) for v in s) for s in spatial_shapes]
+    cfg = validate_engine_config({k: v for k, v in config.items() if k not in APP_SECTIONS}, "config")
+    d = cfg.data.spatial_dims
+    shapes = [s[-d:] for s in shapes if len(s) >= d]
+    if not shapes:
+        return []
+    stride = total_stride(cfg)
+    smallest = [min(s[a] for s in shapes) for a in range(d)]
+    largest = [max(s[a] for s in shapes) for a in range(d)]
+    notes = []
+    for section, key, limit, rounding in (("data", "patch_size", smallest, "down"),
+                                          ("inference", "roi_size", largest, "up")):
+        old = list(getattr(getattr(cfg, section), key))
+        new = []
+        for size, lim, k in zip(old, limit, stride, strict=True):
+            fitted = (lim // k) * k if rounding == "down" else -(-lim // k) * k
+            new.append(min(size, max(k, fitted)))
+        if new != old:
+            config.setdefault(section, {})[key] = new
+            what = "smallest" if rounding == "down" else "largest"
+            notes.append(f"{section}.{key}: {old} -> {new} (the {what} image is {'×'.join(map(str, limit))})")
+    return notes
 
 
 def remove_partial(path: Path) -> None:

@@ -75,7 +75,10 @@ def init_project(
         raise ProjectError(f"{images_dir}: none of {len(paths)} files could be read ({details})")
 
     first = records[0]["shape"]
-    config = build_config(task, three_d=first[2] > 1, n_channels=first[1], user_config=config_path)
+    three_d = first[2] > 1
+    shapes = [tuple(r["shape"][2:]) if three_d else tuple(r["shape"][3:]) for r in records]
+    config, report.config_notes = build_config(task, three_d=three_d, n_channels=first[1], user_config=config_path,
+                                               spatial_shapes=shapes)
     created = not root.exists()
     try:
         project = Project.create(root, task, config)

@@ -22,7 +22,7 @@ from im2im_engine import io
 from im2im_engine.metrics import ap50, dice
 
 from .corrections import apply_mask
-from .importer import file_stem
+from .importer import file_stem, fit_mask_to_task
 from .loop import next_images, score, train_round
 from .project import Project, ProjectError
 from .setup import init_project
@@ -109,7 +109,10 @@ def _set_seed(project: Project, seed: int, settings: SimulationSettings, steps: 
 
 
 def run_simulation(settings: SimulationSettings, log: Log = print) -> dict:
-    """Run every strategy for every seed; write ``curve.csv`` and ``curve.png``; return the summary."""
+    """Run every strategy for every seed; write ``curve.csv``, ``summary.json`` and ``curve.png``; return the
+    summary: per strategy the mean Dice per round, its spread and the curve's area, next to the floor (the
+    pseudo labels) and the ceiling (a model trained on the true masks of the whole pool), all on the same
+    test split."""
     settings.out.mkdir(parents=True, exist_ok=True)
     base, test_ids = _base_project(settings, log)
     with Project.open(base) as project:
@@ -117,6 +120,7 @@ def run_simulation(settings: SimulationSettings, log: Log = print) -> dict:
         pseudo = _evaluate(project, truth, "pseudo", test_ids)
     log(f"simulate: pseudo labels on the test split: dice {pseudo['dice']:.3f}")
     rows: list[dict] = []
+    ceilings: list[float] = []
     for seed in range(settings.seeds):
         round0 = settings.out / "runs" / f"seed{seed}-round0"
         _copy(base, round0)
@@ -124,7 +128,11 @@ def run_simulation(settings: SimulationSettings, log: Log = print) -> dict:
             _set_seed(project, seed, settings, settings.initial_steps)
             result = train_round(project)
             log(f"seed {seed}: round 0 ({result.message}) {result.seconds:.0f} s")
+            if not result.accepted:
+                raise ProjectError(f"seed {seed}: the model trained from the pseudo labels was rejected: "
+                                   f"{result.message}")
             score(project, include_test=True)
+        ceilings.append(_ceiling(settings, round0, truth, test_ids, seed, log))
         for strategy in settings.strategies:
             run = settings.out / "runs" / f"{strategy}-seed{seed}"
             _copy(round0, run)
@@ -141,9 +149,38 @@ def run_simulation(settings: SimulationSettings, log: Log = print) -> dict:
                     log(f"seed {seed} {strategy} round {r}: {len(picked)} corrected, dice "
                         f"{rows[-1]['dice']:.3f} ({result.message})")
             shutil.rmtree(run / "jobs", ignore_errors=True)
-    summary = summarise(rows, settings.strategies, pseudo["dice"])
+    summary = summarise(rows, settings.strategies, pseudo["dice"], ceilings)
     write_curve(settings.out, rows, settings.task == "instance", summary)
     return summary
+
+
+def _ceiling(settings: SimulationSettings, round0: Path, truth: dict[int, np.ndarray], test_ids: list[int],
+             seed: int, log: Log) -> float:
+    """Dice on the test split of a model trained from scratch on the true masks of every pool image, with
+    the same config and the training budget the loop gets in all (round 0 plus every fine-tuning round)."""
+    from im2im_engine import Engine, Sample
+
+    with Project.open(round0) as project:
+        cfg = project.engine_config()
+        steps = cfg.training.steps + settings.rounds * project.loop.finetune_steps
+        images = {im.id: im for im in project.store.images()}
+        spatial = 3 if any(im.is_3d for im in images.values()) else 2
+
+        def pixels(image_id: int) -> np.ndarray:
+            return io.to_spatial(io.read_image(images[image_id].path).data, spatial)
+
+        n_classes = cfg.task.num_classes
+        train = [Sample(pixels(i), fit_mask_to_task(truth[i], project.task, n_classes), None, images[i].name)
+                 for i in images if i not in test_ids]
+        engine = Engine.from_config(cfg.model_copy(deep=True))
+        engine.train(train, steps=steps)
+        values = []
+        for i in test_ids:
+            pred = engine.predict(pixels(i)).labels
+            values.append(dice(pred.reshape(truth[i].shape), truth[i]))
+    value = float(np.mean(values))
+    log(f"seed {seed}: ceiling (true masks of all {len(train)} pool images, {steps} steps) dice {value:.3f}")
+    return value
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -158,17 +195,33 @@ def _row(project: Project, truth: dict, test_ids: list[int], strategy: str, seed
     return {"strategy": strategy, "seed": seed, "round": rnd, "n_corrected": n_corrected, **metrics}
 
 
-def summarise(rows: list[dict], names: list[str], pseudo_dice: float) -> dict:
+def summarise(rows: list[dict], names: list[str], pseudo_dice: float, ceilings: list[float] | None = None) -> dict:
+    """Mean and spread over seeds: per strategy and round, the round-0 model (the same for every strategy
+    of a seed), the pseudo labels (the floor) and the fully supervised model (the ceiling)."""
     out: dict = {"strategies": {}, "pseudo_dice": round(pseudo_dice, 4)}
+    model0 = [r["dice"] for r in rows if r["round"] == 0 and r["strategy"] == (names[0] if names else None)]
+    if model0:
+        out["model0_dice"] = round(float(np.mean(model0)), 4)
+        out["model0_sd"] = round(float(np.std(model0)), 4)
+    if ceilings:
+        out["ceiling_dice"] = round(float(np.mean(ceilings)), 4)
+        out["ceiling_sd"] = round(float(np.std(ceilings)), 4)
     for name in names:
         mine = [r for r in rows if r["strategy"] == name]
         rounds = sorted({r["round"] for r in mine})
-        means = [float(np.mean([r["dice"] for r in mine if r["round"] == k])) for k in rounds]
+        per = [[r["dice"] for r in mine if r["round"] == k] for k in rounds]
+        means = [float(np.mean(p)) for p in per]
         xs = [float(np.mean([r["n_corrected"] for r in mine if r["round"] == k])) for k in rounds]
         span = xs[-1] - xs[0] if len(xs) > 1 else 0.0
         auc = float(np.trapezoid(means, xs) / span) if span > 0 else (means[0] if means else 0.0)
-        out["strategies"][name] = {"dice": [round(m, 4) for m in means], "final_dice": round(means[-1], 4),
-                                   "auc": round(auc, 4)}
+        aucs = []  # per seed, for the spread of the area
+        for seed in sorted({r["seed"] for r in mine}):
+            ys = [r["dice"] for r in sorted((r for r in mine if r["seed"] == seed), key=lambda r: r["round"])]
+            aucs.append(float(np.trapezoid(ys, xs[:len(ys)]) / span) if span > 0 and len(ys) == len(xs) else ys[0])
+        out["strategies"][name] = {"dice": [round(m, 4) for m in means],
+                                   "sd": [round(float(np.std(p)), 4) for p in per],
+                                   "final_dice": round(means[-1], 4), "auc": round(auc, 4),
+                                   "auc_sd": round(float(np.std(aucs)), 4)}
     return out
 
 
@@ -203,10 +256,12 @@ def _plot(out: Path, rows: list[dict], summary: dict) -> None:
         hi = np.array([p.max() for p in per])
         (line,) = ax.plot(xs, mean, marker="o", label=name)
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-    ax.axhline(summary["pseudo_dice"], color="grey", ls="--", label="pseudo labels")
+    ax.axhline(summary["pseudo_dice"], color="grey", ls="--", label="pseudo labels (floor)")
+    if "ceiling_dice" in summary:
+        ax.axhline(summary["ceiling_dice"], color="black", ls=":", label="all true masks (ceiling)")
     ax.set_xlabel("corrected images")
     ax.set_ylabel("Dice on the test split")
-    ax.set_title("Learning curve (mean over seeds, band = min..max)")
+    ax.set_title(f"Learning curve ({len({r['seed'] for r in rows})} seeds: mean, band = min..max)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

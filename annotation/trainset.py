@@ -1,9 +1,14 @@
 """What a training round learns from: targets and per-pixel weight maps, written for the engine worker.
 
-Corrected pixels count fully, pseudo-labelled pixels at a lower weight and ignored pixels not at all (like
-MMV_Im2Im's ``_CM`` cost maps). Every corrected image is replayed in every round, so the model does not
-forget. A share of the corrected images is held out for validation: a model is accepted only if it is not
-worse on them.
+Weights follow where each pixel's label came from (see :mod:`annotation.store.provenance` and
+``training.weights``): pixels a person painted count fully, and so do the untouched pixels of an image the
+person marked *done*; pixels copied from the pseudo label or a prediction and never vouched for count at
+the lower ``pseudo`` / ``prediction`` weights; ignored pixels not at all (like MMV_Im2Im's ``_CM`` cost
+maps, which are exported with the same rule). Every corrected image is replayed in every round, so the
+model does not forget.
+
+A share of the *done* images is held out and never trained on: the acceptance check of every round (see
+:mod:`annotation.acceptance`) evaluates the parent and the new model on them.
 """
 
 from __future__ import annotations
@@ -17,24 +22,41 @@ import numpy as np
 
 from .project import Project
 from .store import ImageRecord, Store
+from .store import provenance as prov
+
+#: ``training.weights`` defaults (the engine's ``Weights`` section has the same).
+DEFAULT_WEIGHTS = {"painted": 1.0, "reviewed": 1.0, "pseudo": 0.3, "prediction": 0.3, "ignore": 0.0}
 
 
 @dataclass
 class TrainSet:
     train: list[dict] = field(default_factory=list)  # worker spec entries
-    val: list[dict] = field(default_factory=list)
-    n_corrected: int = 0
+    check: list[dict] = field(default_factory=list)  # held out from training, for the acceptance check
+    n_corrected: int = 0  # training images with a corrected label
+    n_done: int = 0  # of those, images the person marked done
     n_pseudo: int = 0
     digest: str = ""
 
 
 def usable_images(store: Store) -> list[ImageRecord]:
-    """Images whose file is still where it was and unchanged (see :func:`annotation.integrity.check_images`)."""
-    return [im for im in store.images() if im.state == "ok"]
+    """Images whose file is still where it was and unchanged (see :func:`annotation.integrity.check_images`),
+    and that the person has not excluded."""
+    return [im for im in store.images() if im.usable]
+
+
+def done_ids(store: Store) -> list[int]:
+    """Images marked done, in the order they were first corrected (the order defines the held-out share)."""
+    rows = store.query(
+        "SELECT i.id AS image_id, MIN(COALESCE(c.created_at, l.updated_at)) AS first FROM images i"
+        " JOIN labels l ON l.image_id = i.id AND l.version = 'corrected'"
+        " LEFT JOIN corrections c ON c.image_id = i.id AND c.version = 'corrected'"
+        " WHERE i.review = 'done' GROUP BY i.id ORDER BY first, i.id"
+    )
+    return [r["image_id"] for r in rows]
 
 
 def corrected_ids(store: Store) -> list[int]:
-    """Corrected images in the order they were first corrected (the order defines the held-out share)."""
+    """Images with a corrected label, in the order they were first corrected."""
     rows = store.query(
         "SELECT l.image_id, MIN(COALESCE(c.created_at, l.updated_at)) AS first FROM labels l"
         " LEFT JOIN corrections c ON c.image_id = l.image_id AND c.version = 'corrected'"
@@ -44,11 +66,12 @@ def corrected_ids(store: Store) -> list[int]:
 
 
 def assign_validation(store: Store, val_fraction: float) -> list[int]:
-    """Hold out every k-th corrected image (k = 1 / val_fraction); stable as more images get corrected.
+    """Hold out every k-th done image (k = 1 / val_fraction); stable as more images are done.
 
-    Test images (a fixed split chosen by ``simulate`` or the user) are never moved.
+    Only done images are held out: the check needs labels a person vouched for everywhere. Test images (a
+    fixed split chosen by ``simulate`` or the user) are never moved.
     """
-    ids = [i for i in corrected_ids(store) if store.image(i).split != "test"]
+    ids = [i for i in done_ids(store) if store.image(i).split != "test"]
     if val_fraction <= 0:
         val: list[int] = []
     else:
@@ -63,20 +86,52 @@ def assign_validation(store: Store, val_fraction: float) -> list[int]:
 
 
 def training_weights(project: Project) -> dict[str, float]:
-    """Loss weight of corrected, pseudo-labelled and ignored pixels (``training.weights`` in the config)."""
-    weights = (project.engine_config_dict().get("training") or {}).get("weights") or {}
-    return {"corrected": 1.0, "pseudo": 0.3, "ignore": 0.0, **weights}
+    """Loss weights by provenance (``training.weights`` in the config; older ``corrected`` key understood)."""
+    return project.engine_config().training.weights.model_dump()
 
 
 def weight_map(store: Store, image_id: int, version: str, shape: tuple[int, ...],
                weights: dict[str, float]) -> np.ndarray:
-    """Per-pixel weights of one image's label: full for a corrected label, ``pseudo`` otherwise, ``ignore``
-    under the ignore mask. The same map trains the model and is exported as MMV_Im2Im's ``_CM`` cost map."""
-    weight = np.full(shape, weights["corrected" if version == "corrected" else "pseudo"], np.float32)
+    """Per-pixel weights of one image's ``version`` label (``corrected`` or ``pseudo``).
+
+    Corrected label: painted pixels at ``painted``; the others at ``reviewed`` when the image is done,
+    else by what they were copied from (``pseudo``, ``prediction``; 0 for a label started empty). A pseudo
+    label: ``pseudo`` everywhere. The ignore mask overrides all of it with ``ignore``. The same map trains
+    the model and is exported as MMV_Im2Im's ``_CM`` cost map.
+    """
+    w = {**DEFAULT_WEIGHTS, **weights}
+    codes = store.get_provenance(image_id) if version == "corrected" else None
+    if codes is None:
+        weight = np.full(shape, w["pseudo"], np.float32)
+    else:
+        codes = codes.reshape(shape)
+        if store.image(image_id).review == "done":
+            weight = np.full(shape, w["reviewed"], np.float32)
+        else:
+            weight = np.zeros(shape, np.float32)  # EMPTY: nothing known
+            weight[codes == prov.PSEUDO] = w["pseudo"]
+            weight[prov.is_prediction(codes)] = w["prediction"]
+        weight[codes == prov.PAINTED] = w["painted"]
     ignore = store.get_label(image_id, "ignore")
     if ignore is not None:
-        weight[ignore.reshape(shape) > 0] = weights.get("ignore", 0.0)
+        weight[ignore.reshape(shape) > 0] = w["ignore"]
     return weight
+
+
+def trusted_pixels(weight: np.ndarray, version: str, weights: dict[str, float]) -> np.ndarray:
+    """0/1 map of the pixels a check may judge a model on: painted or reviewed pixels of a corrected label
+    (all of them when none is), every non-ignored pixel of a pseudo label."""
+    if version == "corrected":
+        w = {**DEFAULT_WEIGHTS, **weights}
+        trusted = weight >= min(w["painted"], w["reviewed"])
+        if trusted.any():
+            return trusted.astype(np.float32)
+    return (weight > 0).astype(np.float32)
+
+
+def check_entry(entry: dict) -> dict:
+    """A training entry as a check entry: judged on its trusted pixels only."""
+    return {**entry, "weight": entry.get("trust", entry["weight"])}
 
 
 def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:
@@ -89,7 +144,7 @@ def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:
 
 def build_regression_trainset(project: Project, folder: Path, val_fraction: float) -> TrainSet:
     """Regression: each image's target file (read once, stored as float32 ``(C, *spatial)`` for the worker);
-    every k-th target image is held out, as corrected images are for segmentation."""
+    every k-th target image is held out for the check, as done images are for segmentation."""
     from im2im_engine import io
 
     store = project.store
@@ -108,21 +163,23 @@ def build_regression_trainset(project: Project, folder: Path, val_fraction: floa
                  "target": str(folder / f"{stem}_target.npy"), "weight": str(folder / f"{stem}_weight.npy")}
         digest.update(f"{image.content_hash}:{target['content_hash']}".encode())
         if k and pos % k == k - 1:
-            result.val.append(entry)
+            result.check.append(entry)
         else:
             result.train.append(entry)
             result.n_corrected += 1
+            result.n_done += 1
     result.digest = digest.hexdigest()
     return result
 
 
 def build_trainset(project: Project, folder: Path, weights: dict[str, float], val_fraction: float) -> TrainSet:
-    """Write ``NAME_target.npy`` / ``NAME_weight.npy`` into ``folder`` and return the worker's entries."""
+    """Write ``NAME_target.npy`` / ``NAME_weight.npy`` into ``folder`` and return the worker's entries;
+    held-out done images go to ``check``, never to ``train``."""
     store = project.store
     folder.mkdir(parents=True, exist_ok=True)
     if project.task == "regression":
         return build_regression_trainset(project, folder, val_fraction)
-    val_ids = set(assign_validation(store, val_fraction))
+    held_out = set(assign_validation(store, val_fraction))
     result = TrainSet()
     digest = hashlib.blake2b(digest_size=16)
     for image in usable_images(store):
@@ -136,15 +193,18 @@ def build_trainset(project: Project, folder: Path, weights: dict[str, float], va
         stem = f"{image.id:06d}"
         np.save(folder / f"{stem}_target.npy", target.astype(np.int32))
         np.save(folder / f"{stem}_weight.npy", weight)
-        entry = {"name": image.name, "image": image.path, "t": 0,
+        np.save(folder / f"{stem}_trust.npy", trusted_pixels(weight, version, weights))
+        entry = {"name": image.name, "image_id": image.id, "image": image.path, "t": 0, "version": version,
+                 "done": image.review == "done", "trust": str(folder / f"{stem}_trust.npy"),
                  "target": str(folder / f"{stem}_target.npy"), "weight": str(folder / f"{stem}_weight.npy")}
-        digest.update(f"{image.content_hash}:{version}:".encode())
+        digest.update(f"{image.content_hash}:{version}:{image.review}:".encode())
         digest.update(hashlib.blake2b(target.tobytes() + weight.tobytes(), digest_size=16).digest())
-        if image.id in val_ids:
-            result.val.append(entry)
+        if image.id in held_out:
+            result.check.append(entry)
         else:
             result.train.append(entry)
             result.n_corrected += version == "corrected"
+            result.n_done += image.review == "done" and version == "corrected"
             result.n_pseudo += version == "pseudo"
     result.digest = digest.hexdigest()
     return result

@@ -83,6 +83,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         bar.close()
     with project:
         print(f"Created {project.root}: {len(report.added)} images, {report.labels} {args.task} pseudo labels")
+        for note in report.config_notes:
+            print(f"  fitted to your images: {note}")
         for problem in report.problems():
             print(f"  skipped {problem}", file=sys.stderr)
         if report.unmatched_images:

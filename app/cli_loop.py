@@ -45,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = _run_cancellable(train_round, project, steps=args.steps, progress=bar)
         finally:
             bar.close()
+        for item in result.skipped:
+            print(f"skipped {item['name']}: {item['reason']}", file=sys.stderr)
         print(result.message)
         if result.cancelled:
             return EXIT_CANCELLED
@@ -95,7 +97,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
     with Project.open(args.project) as project:
         image = correct_from_file(project, args.image, args.mask)
-        print(f"stored the corrected label of {image.name}")
+        print(f"stored the corrected label of {image.name} (marked done)")
     return EXIT_OK
 
 
@@ -148,7 +150,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    "batch_diversity,random")
     p.add_argument("--rounds", type=int, required=True)
     p.add_argument("--per-round", type=int, required=True)
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=3, help="repeat with this many seeds; mean and spread reported")
     p.add_argument("--test-fraction", type=float, default=0.25)
     p.add_argument("--steps", type=int, help="fine-tuning steps per round")
     p.add_argument("--initial-steps", type=int, help="steps of round 0 (default: the config's training.steps)")

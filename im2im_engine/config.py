@@ -131,15 +131,34 @@ class TaskConfig(_Section):
 
 
 class Weights(_Section):
-    """Per-pixel cost levels the caller uses to build weight maps (corrected = 1, pseudo = w, ignore = 0)."""
+    """Per-pixel loss weights by where a pixel's label came from; the caller builds the weight maps.
 
-    corrected: float = Field(1.0, ge=0.0)
+    ``painted``: set by a person's edit. ``reviewed``: not edited, but in an image the person marked done
+    (checked all of it). ``pseudo`` / ``prediction``: copied from the pseudo label or a model's prediction
+    and not vouched for. ``ignore``: under the ignore mask. Pixels of a label started empty and never
+    painted in an image that is not done carry no information and get 0. ``corrected`` (older configs)
+    sets both ``painted`` and ``reviewed``.
+    """
+
+    painted: float = Field(1.0, ge=0.0)
+    reviewed: float = Field(1.0, ge=0.0)
     pseudo: float = Field(0.3, ge=0.0)
+    prediction: float = Field(0.3, ge=0.0)
     ignore: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_corrected(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "corrected" in data:
+            data = dict(data)
+            level = data.pop("corrected")
+            data.setdefault("painted", level)
+            data.setdefault("reviewed", level)
+        return data
 
 
 class TrainingConfig(_Section):
-    steps: int = Field(200, ge=0)
+    steps: int = Field(200, ge=1)
     # epochs, when set, replace ``steps``: one epoch draws ``patches_per_image`` patches from every image
     epochs: int | None = Field(None, ge=1)
     patches_per_image: int = Field(4, ge=1)

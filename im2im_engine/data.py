@@ -5,7 +5,7 @@ is a pure function of ``training.seed``, so two CPU runs give identical losses. 
 once per training run and kept in memory (the cache), patches are cut from those arrays.
 
 Patch sampling prefers useful pixels: a ``data.foreground_fraction`` share of patches is centred on a
-foreground pixel or on a corrected pixel (weight at the ``corrected`` level); the rest anywhere with
+foreground pixel or on a corrected pixel (weight at the ``painted`` level); the rest anywhere with
 weight > 0. Corrections are few and precious, so they must not be drowned by random background patches.
 """
 
@@ -54,11 +54,29 @@ def as_channel_first(image: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     if arr.ndim == d and cfg.data.in_channels == 1:
         arr = arr[None]
     if arr.ndim != d + 1:
-        raise ValueError(f"image of shape {arr.shape} does not fit data.spatial_dims={d}: expected (C, "
-                         f"{', '.join('ZYX'[3 - d:])})")
+        raise ValueError(f"image of shape {arr.shape} does not fit a {d}D model (data.spatial_dims={d}): "
+                         f"expected (C, {', '.join('ZYX'[3 - d:])})")
     if arr.shape[0] != cfg.data.in_channels:
-        raise ValueError(f"image has {arr.shape[0]} channels but data.in_channels={cfg.data.in_channels}")
+        raise ValueError(f"image has {arr.shape[0]} channel{'s' if arr.shape[0] != 1 else ''} but the model "
+                         f"takes {cfg.data.in_channels} (data.in_channels={cfg.data.in_channels})")
     return arr
+
+
+def check_sample(sample: Sample, cfg: EngineConfig, with_target: bool = True) -> None:
+    """Raise ValueError, in words, when a sample cannot be used with this model: dimensions, channels,
+    target or weight shape. Called before training, so one bad image is named and skipped instead of
+    failing the run half-way."""
+    image = as_channel_first(sample.image, cfg)
+    sp = tuple(image.shape[1:])
+    if min(sp) < 1:
+        raise ValueError(f"image has an empty axis {sp}")
+    d = cfg.data.spatial_dims
+    if with_target and sample.target is not None:
+        target = np.asarray(sample.target)
+        if tuple(target.shape[-d:]) != sp or target.ndim not in (d, d + 1):
+            raise ValueError(f"its label has shape {target.shape}, the image {sp}")
+    if sample.weight is not None and tuple(np.shape(sample.weight)) != sp:
+        raise ValueError(f"its weight map has shape {np.shape(sample.weight)}, the image {sp}")
 
 
 def normalize(image: np.ndarray, data: DataConfig) -> np.ndarray:
@@ -107,8 +125,24 @@ def _pad_to(arr: np.ndarray, size: list[int], mode: str) -> np.ndarray:
     return np.pad(arr, pads, mode=mode) if mode != "constant" else np.pad(arr, pads)
 
 
-def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prepared:
-    """Normalise, convert the target, pad to at least one patch, and index preferred patch centres."""
+def training_patch(cfg: EngineConfig, shapes: list[tuple[int, ...]]) -> list[int]:
+    """The patch size a run trains with: ``data.patch_size``, cut per axis to the largest training image
+    rounded up to the network's stride — the same rule as the prediction window (see
+    :func:`im2im_engine.inference.fit_window`), so a model trained and used on images smaller than the
+    configured sizes sees the same kind of input both times. Smaller images of a mixed set are mirrored
+    up to the patch, with weight 0 on the mirrored pixels."""
+    from .networks import total_stride
+
+    patch = list(cfg.data.patch_size)
+    if not shapes:
+        return patch
+    return [min(p, -(-max(s[a] for s in shapes) // k) * k)
+            for a, (p, k) in enumerate(zip(patch, total_stride(cfg), strict=True))]
+
+
+def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator, patch: list[int] | None = None) -> Prepared:
+    """Normalise, convert the target, pad to at least one patch (``patch``, default ``data.patch_size``),
+    and index preferred patch centres."""
     image = normalize(as_channel_first(sample.image, cfg), cfg.data)
     sp = image.shape[1:]
     if sample.target is None:
@@ -119,7 +153,7 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prep
     weight = np.ones(sp, np.float32) if sample.weight is None else np.asarray(sample.weight, np.float32)
     if weight.shape != sp:
         raise ValueError(f"sample {sample.name!r}: weight shape {weight.shape} does not match image {sp}")
-    patch = cfg.data.patch_size
+    patch = list(patch or cfg.data.patch_size)
     image = _pad_to(image, patch, "reflect")
     target = _pad_to(target, patch, "constant")
     weight = _pad_to(weight, patch, "constant")
@@ -127,7 +161,7 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prep
     valid = weight > 0
     if cfg.task.kind != "regression":
         pools.append(np.flatnonzero(valid & (target > 0)))
-    corrected = weight >= cfg.training.weights.corrected
+    corrected = weight >= cfg.training.weights.painted
     n_corr = int(corrected.sum())
     if 0 < n_corr < int(valid.sum()):  # only a preference when corrections are a minority
         pools.append(np.flatnonzero(corrected))
@@ -138,13 +172,14 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator) -> Prep
 class PatchSampler:
     """Draws augmented patch batches from prepared samples with one seeded generator."""
 
-    def __init__(self, samples: list[Prepared], cfg: EngineConfig, rng: np.random.Generator):
+    def __init__(self, samples: list[Prepared], cfg: EngineConfig, rng: np.random.Generator,
+                 patch: list[int] | None = None):
         if not samples:
             raise ValueError("training needs at least one sample")
         self.samples = samples
         self.cfg = cfg
         self.rng = rng
-        self.patch = list(cfg.data.patch_size)
+        self.patch = list(patch or cfg.data.patch_size)
 
     def _centre(self, s: Prepared) -> tuple[int, ...]:
         rng = self.rng

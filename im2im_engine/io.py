@@ -200,7 +200,8 @@ def to_spatial(data: np.ndarray, spatial_dims: int) -> np.ndarray:
         raise ValueError(f"expected (C, Z, Y, X), got shape {data.shape}")
     if spatial_dims == 2:
         if data.shape[1] != 1:
-            raise ValueError(f"2D model given a stack with Z={data.shape[1]}; use a 3D config")
+            raise ValueError(f"image is a stack of {data.shape[1]} planes but the model is 2D (one plane per image); "
+                             "use a 3D config, or a max projection")
         return data[:, 0]
     if spatial_dims == 3:
         return data

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import distributed as dd
-from .data import PatchSampler, Sample, prepare
+from .data import PatchSampler, Sample, as_channel_first, prepare, training_patch
 from .losses import compute_loss
 
 if TYPE_CHECKING:
@@ -137,8 +137,9 @@ def train_loop(
     if not val and t.val_fraction > 0:
         train, val = split_validation(list(train), t.val_fraction, rng)
     total = int(steps) if steps is not None else planned_steps(t, len(train))
-    prepared = [prepare(s, cfg, rng) for s in train]  # normalised once, cached for the whole run
-    sampler = PatchSampler(prepared, cfg, rng)
+    patch = training_patch(cfg, [as_channel_first(s.image, cfg).shape[1:] for s in train])
+    prepared = [prepare(s, cfg, rng, patch) for s in train]  # normalised once, cached for the whole run
+    sampler = PatchSampler(prepared, cfg, rng, patch)
     model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device

@@ -161,21 +161,57 @@ def load_array(path: Path) -> np.ndarray:
     return eio.read_array(path)
 
 
-def _samples(job: Job, key: str, spatial_dims: int, with_target: bool) -> list:
-    from .data import Sample
+def _samples(job: Job, key: str, cfg: Any, with_target: bool, skipped: list[dict] | None = None) -> list:
+    """The spec's ``key`` entries as samples. An image that does not fit the model (dimensions, channels,
+    target shape) is skipped with the reason when ``skipped`` is given (training goes on without it), and
+    is an error naming it otherwise. A spec problem (missing target, path outside the root) is always an
+    error."""
+    from .data import Sample, check_sample
 
     out = []
     for i, item in enumerate(job.entries(key)):
-        image = load_image(job.image_path(item["image"], f"{key}[{i}].image"), int(item.get("t", 0)), spatial_dims)
+        path = job.image_path(item["image"], f"{key}[{i}].image")
         target = weight = None
         if with_target:
             if not item.get("target"):
                 raise JobError(f"{key}[{i}].target: required for training")
-            target = load_array(job.path(item["target"], f"{key}[{i}].target"))
-            if item.get("weight"):
-                weight = load_array(job.path(item["weight"], f"{key}[{i}].weight")).astype(np.float32)
-        out.append(Sample(image, target, weight, item["name"]))
+            target_path = job.path(item["target"], f"{key}[{i}].target")
+            weight_path = job.path(item["weight"], f"{key}[{i}].weight") if item.get("weight") else None
+        try:
+            image = load_image(path, int(item.get("t", 0)), cfg.data.spatial_dims)
+            if with_target:
+                target = load_array(target_path)
+                if weight_path is not None:
+                    weight = load_array(weight_path).astype(np.float32)
+            sample = Sample(image, target, weight, item["name"])
+            check_sample(sample, cfg, with_target)
+        except ValueError as exc:
+            reason = " ".join(str(exc).split())
+            if skipped is None:
+                raise JobError(f"{path.name}: {reason}") from None
+            skipped.append({"name": item["name"], "file": str(path), "reason": reason})
+            continue
+        out.append(sample)
     return out
+
+
+def _steps(spec: dict) -> int | None:
+    """The spec's explicit step count: a whole number >= 1 (a boolean or 0 is a caller's bug, refused)."""
+    steps = spec.get("steps")
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise JobError(f"steps: must be a whole number >= 1 (got {steps!r})")
+    return steps
+
+
+def evaluate_each(engine: Any, samples: list) -> dict:
+    """Mean metrics and per-image metrics, the same function for the parent and the child of a round."""
+    per_image = {s.name: engine.evaluate([s]) for s in samples}
+    if not per_image:
+        return {"mean": {}, "per_image": {}}
+    keys = next(iter(per_image.values())).keys()
+    return {"mean": {k: float(np.mean([m[k] for m in per_image.values()])) for k in keys}, "per_image": per_image}
 
 
 def _atomic_npz(path: Path, **arrays: Any) -> None:
@@ -196,7 +232,14 @@ def _process_image(job: Job, engine: Any, item: dict, index: int, spatial_dims: 
     """Score or predict one image, write its ``.npz`` (atomically); return the ``scored`` event's fields."""
     import torch
 
-    image = load_image(job.image_path(item["image"], f"images[{index}].image"), int(item.get("t", 0)), spatial_dims)
+    path = job.image_path(item["image"], f"images[{index}].image")
+    try:
+        image = load_image(path, int(item.get("t", 0)), spatial_dims)
+        from .data import as_channel_first
+
+        as_channel_first(image, engine.config)
+    except ValueError as exc:  # one image that does not fit must not stop the others
+        return {"name": item["name"], "file": str(path), "skipped": " ".join(str(exc).split())}
     out_file = job.output_dir / f"{item['name']}.npz"
     if job.kind == "score":
         # MC dropout draws from torch's generator: seeding per image makes a score independent of which rank
@@ -232,8 +275,8 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     if cfg_src is None:
         raise JobError("config: required (a YAML path or an inline object)")
     # an explicit step count (a fine-tuning round) wins over the config's steps or epochs
-    overrides = ({"training": {"steps": int(spec["steps"]), "epochs": None}} if spec.get("steps") is not None
-                 else None)
+    steps = _steps(spec)
+    overrides = {"training": {"steps": steps, "epochs": None}} if steps is not None else None
     cfg = load_config(cfg_src if isinstance(cfg_src, dict) else job.path(cfg_src, "config"), overrides)
     ckpt = job.path(spec["checkpoint"], "checkpoint") if spec.get("checkpoint") else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
@@ -243,16 +286,26 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     t0 = time.perf_counter()
 
     if job.kind == "train":
-        train = _samples(job, "train", d, True)
-        val = _samples(job, "val", d, True)
+        steps = _steps(spec)
+        skipped: list[dict] = []
+        train = _samples(job, "train", cfg, True, skipped)
+        for rec in skipped:
+            emit("skipped", **rec)
+        val = _samples(job, "val", cfg, True)
+        check = _samples(job, "check", cfg, True)
         if not train:
-            raise JobError("train: at least one training sample is needed")
-        emit("start", kind="train", n_train=len(train), n_val=len(val), steps=cfg.training.steps,
-             device=str(engine.device), ranks=info.world)
+            names = ", ".join(r["name"] for r in skipped)
+            raise JobError("train: no training image fits the model" + (f" (skipped: {names})" if names else ""))
+        emit("start", kind="train", n_train=len(train), n_val=len(val), n_check=len(check),
+             steps=steps or cfg.training.steps, device=str(engine.device), ranks=info.world)
         model_path = job.output_dir / "model.pt"
+        check_metrics: dict = {}
+        if check and ckpt is not None:
+            # the starting model on the check images, by the same function that judges the new one
+            check_metrics["parent"] = evaluate_each(engine, check)
+            emit("check", model="parent", metrics=_clean(check_metrics["parent"]["mean"]))
         baseline: dict = {}
         if spec.get("evaluate_checkpoint") and ckpt is not None and val:
-            # the starting model on the same held-out set, so the caller can accept or reject fairly
             baseline = evaluate_sharded(engine, val)
             emit("baseline", metrics=_clean(baseline))
 
@@ -263,8 +316,16 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
 
         res = engine.train(train, val, progress=progress, should_stop=lambda: stop["flag"],
                            checkpoint_path=model_path)
+        if check and not res.cancelled:
+            check_metrics["child"] = evaluate_each(engine, check)
+            emit("check", model="child", metrics=_clean(check_metrics["child"]["mean"]))
         metrics = {"steps": res.steps, "best_step": res.best_step, "val_metrics": res.val_metrics,
                    "baseline_metrics": baseline,
+                   "check_metrics": {
+                       **{k: v["mean"] for k, v in check_metrics.items()},
+                       "per_image": {k: v["per_image"] for k, v in check_metrics.items()},
+                   },
+                   "skipped": skipped,
                    "cancelled": res.cancelled, "stopped_early": res.stopped_early,
                    "duration_s": time.perf_counter() - t0,
                    "final_loss": res.history[-1]["loss"] if res.history else None,
@@ -272,7 +333,8 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
         if info.is_main:
             _atomic_json(job.output_dir / "metrics.json", metrics)
         emit("result", kind="train", cancelled=res.cancelled, steps=res.steps, best_step=res.best_step,
-             val_metrics=_clean(res.val_metrics), baseline_metrics=_clean(baseline), checkpoint=str(model_path),
+             val_metrics=_clean(res.val_metrics), baseline_metrics=_clean(baseline),
+             check_metrics=_clean(metrics["check_metrics"]), skipped=skipped, checkpoint=str(model_path),
              config=str(job.output_dir / "config.yaml"), metrics=str(job.output_dir / "metrics.json"))
         return EXIT_CANCELLED if res.cancelled else EXIT_OK
 
@@ -288,7 +350,10 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
             record = _process_image(job, engine, items[index], index, d)
         for rec, rank_asked in dd.gather((record, asked)):
             if rec is not None:
-                emit("scored", **rec)
+                if "skipped" in rec:
+                    emit("skipped", name=rec["name"], file=rec["file"], reason=rec["skipped"])
+                else:
+                    emit("scored", **rec)
                 done += 1
                 emit("progress", done=done, total=len(items))
             stopped = stopped or rank_asked

@@ -1,6 +1,8 @@
-"""The project database (SQLite via sqlite-utils): see :mod:`annotation.store.db`."""
+"""The project database (SQLite; sqlite-utils for schema changes and upserts): see :mod:`annotation.store.db`."""
 
-from .db import Box, ImageRecord, NewerSchemaError, Store, StoreError
+from . import provenance
+from .db import REVIEW_STATES, Box, ImageRecord, NewerSchemaError, Store, StoreError
 from .schema import LABEL_VERSIONS, SCHEMA_VERSION
 
-__all__ = ["LABEL_VERSIONS", "SCHEMA_VERSION", "Box", "ImageRecord", "NewerSchemaError", "Store", "StoreError"]
+__all__ = ["LABEL_VERSIONS", "REVIEW_STATES", "SCHEMA_VERSION", "Box", "ImageRecord", "NewerSchemaError", "Store",
+           "StoreError", "provenance"]

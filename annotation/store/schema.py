@@ -7,8 +7,15 @@ upgrade leaves the old version intact. A database from a newer version is refuse
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
+
+import numpy as np
+import sqlite_utils
+
+from . import chunks
+from . import provenance as prov
 
 LABEL_VERSIONS = ("pseudo", "prediction", "corrected", "ignore")
 
@@ -140,5 +147,78 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(conn: sqlite3.Connection) -> None:
+    """Review state and exclusion per image; per-pixel provenance of corrected labels, kept with undo.
+
+    Existing corrected labels get their provenance from their history: the first edit tells what the label
+    was copied from (the prediction of the model current then, else the pseudo label; a whole mask from
+    nothing), every live edit marks the pixels it changed as painted (``accept`` as the prediction, a whole
+    ``mask`` as painted everywhere). Images whose latest edit is a whole mask (``correct --mask``) are
+    ``done``; other images with edits are ``in_progress``.
+    """
+    db = sqlite_utils.Database(conn)
+    db["images"].add_column("review", str, not_null_default="untouched")
+    db["images"].add_column("excluded", str)
+    db["corrections"].add_column("prov_before", bytes)
+    db["corrections"].add_column("prov_after", bytes)
+    conn.execute(
+        "CREATE TABLE provenance_tiles (label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,"
+        " z INTEGER NOT NULL, ty INTEGER NOT NULL, tx INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (label_id, z, ty, tx)) WITHOUT ROWID"
+    )
+    for label_id, image_id, t, shape_json in conn.execute(
+        "SELECT id, image_id, t, shape FROM labels WHERE version = 'corrected'"
+    ).fetchall():
+        _backfill_provenance(conn, label_id, image_id, t, tuple(json.loads(shape_json)))
+    conn.execute("UPDATE images SET review = 'in_progress' WHERE id IN (SELECT DISTINCT image_id FROM corrections"
+                 " WHERE undone = 0)")
+    conn.execute(
+        "UPDATE images SET review = 'done' WHERE id IN (SELECT c.image_id FROM corrections c WHERE c.undone = 0"
+        " AND c.version = 'corrected' AND c.id = (SELECT MAX(id) FROM corrections WHERE image_id = c.image_id"
+        " AND version = 'corrected' AND undone = 0) AND c.kind = 'mask')"
+    )
+
+
+def _backfill_provenance(conn: sqlite3.Connection, label_id: int, image_id: int, t: int,
+                         shape: tuple[int, ...]) -> None:
+    """Replay one corrected label's history into provenance codes and per-edit provenance patches."""
+    zyx = (1, *shape) if len(shape) == 2 else shape
+    edits = conn.execute(
+        "SELECT id, kind, box, before, after, model_version, undone FROM corrections"
+        " WHERE image_id = ? AND t = ? AND version = 'corrected' ORDER BY undone, id", (image_id, t),
+    ).fetchall()
+    first = edits[0] if edits else None
+    if first is not None and first[1] == "mask":
+        start = prov.EMPTY
+    elif first is not None and first[5] is not None:
+        start = prov.prediction(first[5])
+    else:
+        start = prov.PSEUDO
+    codes = np.full(zyx, start, np.int32)
+    final = None
+    for cid, kind, box_json, before, after, model_version, undone in edits:
+        if undone and final is None:
+            final = codes.copy()  # live edits come first: what is left is the redo branch
+        box = json.loads(box_json)
+        sl = (slice(box[0], box[1]), slice(box[2], box[3]), slice(box[4], box[5]))
+        patch_shape = tuple(s.stop - s.start for s in sl)
+        prov_before = codes[sl].copy()
+        if kind == "mask":
+            changed = np.ones(patch_shape, bool)
+        else:
+            changed = chunks.decode_patch(after, patch_shape) != chunks.decode_patch(before, patch_shape)
+        codes[sl][changed] = prov.prediction(model_version) if kind == "accept" else prov.PAINTED
+        conn.execute("UPDATE corrections SET prov_before = ?, prov_after = ? WHERE id = ?",
+                     (chunks.encode_patch(prov_before), chunks.encode_patch(codes[sl]), cid))
+    final = codes if final is None else final
+    dtype = chunks.storage_dtype(final)
+    for z, plane in enumerate(final):
+        for ty, tx, ys, xs in chunks.tile_slices(plane.shape):
+            tile = plane[ys, xs]
+            if tile.any():
+                conn.execute("INSERT INTO provenance_tiles (label_id, z, ty, tx, data) VALUES (?, ?, ?, ?, ?)",
+                             (label_id, z, ty, tx, chunks.encode_tile(tile, dtype)))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -236,7 +236,7 @@ class MainWindow(QMainWindow):
         self.save_state.setText("saving…")
         QTimer.singleShot(0, self._update_save_state)
         if self.image_id is not None:
-            self.queue.mark(self.image_id, "corrected")
+            self.queue.mark(self.image_id, "in_progress")
         self.training.maybe_auto_retrain()
 
     def _update_save_state(self) -> None:

@@ -29,7 +29,7 @@ from annotation.strategies import STRATEGIES
 
 from . import workers
 
-STATE_COLOURS = {"pseudo": "#9e9e9e", "predicted": "#4fc3f7", "corrected": "#81c784"}
+STATE_COLOURS = {"untouched": "#9e9e9e", "in_progress": "#ffb74d", "done": "#81c784"}
 THUMB = 48
 Index = QModelIndex | QPersistentModelIndex
 
@@ -123,7 +123,7 @@ class QueuePanel(QWidget):
         self.strategy.setCurrentText(project.loop.strategy)
         self.strategy.setToolTip("How images are ranked: most useful to correct first")
         self.state = QComboBox()
-        self.state.addItems(["all", "pseudo", "predicted", "corrected"])
+        self.state.addItems(["all", "untouched", "in_progress", "done"])
         self.state.setToolTip("Show only images in this state")
         for box in (self.strategy, self.state):
             box.currentIndexChanged.connect(self.refresh)
@@ -287,9 +287,9 @@ class QueuePanel(QWidget):
         return self.entries[0].image_id if self.entries else None
 
     def mark(self, image_id: int, state: str) -> None:
-        """Show a new state at once (e.g. corrected after the first stroke) without re-ranking."""
+        """Show a new review state at once (in progress after the first stroke) without re-ranking."""
         row = self.row_of(image_id)
-        if row is None or self.entries[row].state == state:
+        if row is None or self.entries[row].state in (state, "done"):
             return
         self.entries[row].state = state
         self.model.row_changed(row)

@@ -21,7 +21,7 @@ def test_cli_loop_end_to_end(small_project: Path, demo_folder, capsys) -> None:
 
     assert main(["next", proj, "-n", "2", "--json"]) == 0
     picked = json.loads(capsys.readouterr().out)
-    assert len(picked) == 2 and all(p["state"] == "predicted" and p["score"] is not None for p in picked)
+    assert len(picked) == 2 and all(p["state"] == "untouched" and p["score"] is not None for p in picked)
 
     name = picked[0]["name"]
     mask = small_project.parent / "fix.tif"

@@ -21,6 +21,7 @@ def fast_config(tmp_path: Path) -> Path:
     for section, values in FAST_ENGINE.items():
         preset.setdefault(section, {}).update(values)
     preset["data"]["patch_size"] = [64, 64]
+    preset["loop"] = {"min_agreement": 0.0}  # a few steps cannot pass the "did it learn" floor
     path = tmp_path / "fast.yaml"
     path.write_text(yaml.safe_dump(preset))
     return path
@@ -36,6 +37,11 @@ def test_simulate_writes_the_curve_and_summary(tmp_path: Path, capsys, fast_conf
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
     assert set(summary["strategies"]) == {"entropy", "random"} and 0 < summary["pseudo_dice"] <= 1
+    # the floor, the round-0 model and the ceiling, on the same test split, with their spread over seeds
+    assert 0 <= summary["model0_dice"] <= 1 and summary["model0_sd"] >= 0
+    assert 0 <= summary["ceiling_dice"] <= 1 and summary["ceiling_sd"] >= 0
+    entropy = summary["strategies"]["entropy"]
+    assert entropy["dice"][0] == summary["model0_dice"] and len(entropy["sd"]) == 2 and entropy["auc_sd"] >= 0
     for values in summary["strategies"].values():
         assert len(values["dice"]) == 2 and values["final_dice"] == values["dice"][-1] and 0 <= values["auc"] <= 1
     with open(out / "curve.csv") as fh:

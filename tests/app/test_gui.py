@@ -79,7 +79,7 @@ def test_brush_stroke_is_stored_exactly_where_painted(window, qtbot):
     np.testing.assert_array_equal(corrected[~changed], base[~changed])  # rest initialised from pseudo
     assert any(t.startswith("*") for t in titles) and not window.windowTitle().startswith("*")
     assert len(window.project.store.history(image_id)) == 1  # one stroke = one edit
-    assert window.queue.entries[window.queue.row_of(image_id)].state == "corrected"
+    assert window.queue.entries[window.queue.row_of(image_id)].state == "in_progress"
     assert window.view._label_u8[40, 40] == 77  # overlay redrawn
 
 
@@ -158,7 +158,7 @@ def test_queue_next_previous_and_time_logged(window, qtbot):
     window.saver.wait()
     timed = {e["image_id"] for e in window.project.store.events("time")}
     assert {entries[0].image_id, entries[1].image_id, entries[2].image_id} <= timed
-    window.queue.state.setCurrentText("corrected")
+    window.queue.state.setCurrentText("done")
     qtbot.waitUntil(lambda: window.queue.table.rowCount() == 0, timeout=5000)
 
 
