@@ -76,10 +76,11 @@ class Deployable(nn.Module):
     Softmax is part of the graph because the engine blends per-window *probabilities*; with it inside,
     a runner that stitches windows of this module's output reproduces the engine exactly.
 
-    Any spatial size goes in: the input is zero-padded (split before/after, as MONAI's sliding window pads)
-    to a multiple of the network's stride and the output cropped back, so a 390×382 image needs no
-    resizing by the user or by bioimage.io tools. Sizes already a multiple (every app window) are untouched,
-    and the padding is traced as shape arithmetic, so it stays dynamic in TorchScript and ONNX.
+    Any spatial size goes in: the input is mirrored at its end up to a multiple of the network's stride and
+    the output cropped back, exactly as the app fits its window to an image (:func:`.inference.fit_window`),
+    so a 390×382 image needs no resizing by the user or by bioimage.io tools, and an image smaller than the
+    app's window gives the app's own output in one pass. Sizes already a multiple (every app window) are
+    untouched; the padding is traced as shape arithmetic, so it stays dynamic in TorchScript and ONNX.
     """
 
     def __init__(self, net: nn.Module, classify: bool, multiple: list[int] | None = None):
@@ -90,17 +91,15 @@ class Deployable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sizes = [x.shape[2 + i] for i in range(len(self.multiple))]
-        extra = [(-n) % m for n, m in zip(sizes, self.multiple, strict=True)]
-        before = [e // 2 for e in extra]
         pad: list[int] = []
-        for b, e in zip(reversed(before), reversed(extra), strict=True):  # F.pad lists the last axis first
-            pad += [b, e - b]
+        for n, m in zip(reversed(sizes), reversed(self.multiple), strict=True):  # F.pad lists the last axis first
+            pad += [0, (-n) % m]
         if pad:
-            x = F.pad(x, pad)
+            x = F.pad(x, pad, mode="reflect")
         y = self.net(x).float()
         y = torch.softmax(y, 1) if self.classify else y
         if pad:
-            y = y[(slice(None), slice(None), *(slice(b, b + n) for b, n in zip(before, sizes, strict=True)))]
+            y = y[(slice(None), slice(None), *(slice(0, n) for n in sizes))]
         return y
 
 
@@ -199,7 +198,10 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
         "output": {"kind": "regression" if task.kind == "regression" else "probabilities",
                    "channels": channel_names(cfg)},
         "sliding_window": {"roi_size": list(inf.roi_size), "overlap": inf.overlap, "mode": inf.mode,
-                           "sigma_scale": inf.sigma_scale, "padding": "constant 0"},
+                           "sigma_scale": inf.sigma_scale,
+                           "padding": "none; along an axis where the image is smaller than roi_size the window is "
+                                      "the image rounded up to the stride, the image mirrored (reflect) at its end "
+                                      "up to it, the output cropped back"},
         "postprocessing": post,
         "test_input": "test_input.npy", "test_output": "test_output.npy",
     }
@@ -242,14 +244,16 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
         "* `test_input.npy` (raw image crop) / `test_output.npy` (the engine's output on it).",
         "",
         "## Running it",
-        f"Input: float32 `{axes}` (batch, {cfg.data.in_channels} channel(s), any spatial size: the graph pads "
-        f"to a multiple of {m['input']['padded_inside_to_multiple_of']} inside and crops the output back). "
+        f"Input: float32 `{axes}` (batch, {cfg.data.in_channels} channel(s), any spatial size: the graph mirrors "
+        f"the end of each axis up to a multiple of {m['input']['padded_inside_to_multiple_of']} and crops the "
+        "output back). "
         f"Output: `{axes}` with channels {m['output']['channels']}, same spatial size.",
         "",
         f"1. Normalise: {norm_text}.",
         f"2. Predict in overlapping windows of {list(cfg.inference.roi_size)} (overlap {cfg.inference.overlap},"
-        f" {cfg.inference.mode} blending, sigma_scale {cfg.inference.sigma_scale}, zero padding) — MONAI's "
-        "`SlidingWindowInferer` with these settings reproduces the app exactly. One window:",
+        f" {cfg.inference.mode} blending, sigma_scale {cfg.inference.sigma_scale}) — MONAI's "
+        "`SlidingWindowInferer` with these settings reproduces the app exactly; where the image is smaller than "
+        "the window, the window is the image itself (the graph mirrors it up to the stride). One window:",
         "",
         "    import numpy as np, torch",
         "    x = np.load('test_input.npy')  # raw; normalise as in step 1 first",

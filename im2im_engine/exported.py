@@ -36,18 +36,26 @@ def labels_from_output(output: np.ndarray, cfg: EngineConfig) -> np.ndarray | No
 
 def sliding_window(cfg: EngineConfig, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray,
                    device: torch.device) -> np.ndarray:
-    """Stitch ``fn`` over a normalised (C, *sp) image with the engine's inferer settings (CPU stitching)."""
+    """Stitch ``fn`` over a normalised (C, *sp) image with the engine's inferer settings (CPU stitching).
+
+    The window is fitted to the image as the app fits it (:func:`im2im_engine.inference.fit_window`: cut to
+    an image smaller than ``roi_size``, mirrored up to the stride), so small images match ``Engine.predict``.
+    """
     from monai.inferers import SlidingWindowInferer
 
+    from .inference import fit_window
+
     inf = cfg.inference
+    roi, padded = fit_window(np.asarray(x, np.float32), cfg)
     inferer = SlidingWindowInferer(
-        roi_size=list(inf.roi_size), sw_batch_size=inf.sw_batch_size, overlap=inf.overlap, mode=inf.mode,
+        roi_size=roi, sw_batch_size=inf.sw_batch_size, overlap=inf.overlap, mode=inf.mode,
         sigma_scale=inf.sigma_scale, padding_mode="constant", cval=0.0, sw_device=device,
         device=torch.device("cpu"),
     )
     with torch.no_grad():
-        out = inferer(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None], fn)
-    return out[0].numpy().astype(np.float32)
+        out = inferer(torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None], fn)
+    crop = (slice(None), *(slice(0, n) for n in x.shape[1:]))
+    return out[0][crop].numpy().astype(np.float32)
 
 
 class ExportedModel:
