@@ -8,7 +8,11 @@ DEMO   ?= demo-project
 # build, which on Linux brings several GB of CUDA packages. 2.13.0 is the CPU build our machines carry.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run demo test lint clean
+# `make lowest`: a separate virtualenv with every direct dependency at its lower bound, and the fast tests.
+LOWEST ?= .venv-lowest
+LPY    := $(LOWEST)/bin/python
+
+.PHONY: install run demo test test-fast lint lowest clean
 
 install: $(STAMP)
 
@@ -19,7 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The window needs the X11 libraries of Qt's xcb plugin: app.qt_deps names the Debian packages missing (and,
+# as root with apt-get, installs them) before anything else is built.
 run: install
+	@$(PY) -m app.qt_deps --install
 	$(VENV)/bin/im2im-active demo --project $(DEMO)
 
 lint: install
@@ -29,5 +36,19 @@ lint: install
 test: lint
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q
 
+# The tests that train or start engine workers for more than a few seconds are marked slow: the rest.
+test-fast: install
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -m "not slow"
+
+lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LPY) -m pip install -q --upgrade pip
+	$(PYTHON) .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LPY) -m pip install -q "$(TORCH)"
+	$(LPY) -m pip install -q -c $(LOWEST)/constraints.txt -e ".[dev]"
+	$(LPY) -m pip check
+	QT_QPA_PLATFORM=offscreen $(LPY) -m pytest -q -m "not slow" -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) $(DEMO) .pytest_cache .ruff_cache

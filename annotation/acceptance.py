@@ -29,7 +29,7 @@ from .project import LoopSettings
 from .trainset import check_entry
 
 #: The metric that compares parent and child, per task (higher is better for all three).
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "psnr"}
 
 RULE_WORDS = {
     "held-out": "held-out done images",

@@ -23,7 +23,7 @@ from . import acceptance, strategies
 from .acceptance import PRIMARY_METRIC
 from .integrity import check_images
 from .jobs import JobError, run_job
-from .project import Project
+from .project import Project, ProjectError
 from .store.db import now
 from .trainset import build_trainset, check_entry, remove_folder, training_weights, usable_images
 
@@ -82,8 +82,9 @@ def train_round(
     check_images(project)
     parent = store.current_model
     round_no = 0 if parent is None else store.model(parent)["round"] + 1
+    fresh = parent is not None and network_changed(project, parent)  # e.g. after `auto --apply`: no fine-tuning
     if steps is None:
-        steps = settings.finetune_steps if parent is not None else None  # None: the config's training.steps
+        steps = settings.finetune_steps if parent is not None and not fresh else None  # None: training.steps
     if parent is not None:
         _record_correction_agreement(project, parent)
     version = int(store.scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM models"))
@@ -92,18 +93,23 @@ def train_round(
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
     data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
-    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
+    if project.task == "denoise":  # no labels to judge by (annotation/denoise.py)
+        rule, train, check = "training", data.train, []
+    else:
+        rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
     if not train:
         remove_folder(scratch)
         raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
     config = project.engine_config_dict()
-    if parent is not None:  # fine-tuning: a gentler learning rate so a few corrections do not wash out v1
+    if parent is not None and not fresh:  # fine-tuning: a gentler learning rate so corrections do not wash out v1
         training = dict(config.get("training") or {})
         training["lr"] = float(training.get("lr", 1e-3)) * settings.finetune_lr_scale
         config = {**config, "training": training}
     spec = {
         "config": config,
-        "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
+        "checkpoint": str(checkpoint_path(project, parent)) if parent is not None and not fresh else None,
+        # a parent of another network (the configuration changed) is judged with its own config
+        "parent_checkpoint": str(checkpoint_path(project, parent)) if fresh else None,
         "output_dir": str(out), "steps": steps, "train": train, "val": [], "check": check,
         **job_roots(project, train + check),
     }
@@ -126,7 +132,12 @@ def train_round(
     report = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     n_corrected = data.n_corrected + sum(e.get("version") == "corrected" for e in data.check)
     source = "pseudo labels" + (f" and {n_corrected} corrected images" if n_corrected else "")
-    verdict = _check(project, rule, check, report, version, parent, source)
+    if project.task == "denoise":
+        from .denoise import verdict as denoise_verdict
+
+        verdict = denoise_verdict(report, version, parent)
+    else:
+        verdict = _check(project, rule, check, report, version, parent, source)
     report["check"] = verdict.to_dict()
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
     # the learning curve and the plateau hint read ``metrics[key]``: only a held-out check is comparable
@@ -186,6 +197,25 @@ def _pseudo_agreement(project: Project, check: list[dict], key: str) -> float | 
         trust = None if ignore is None else ignore == 0
         values.append(ap50(pseudo, corrected) if key == "ap50" else dice(pseudo, corrected, trust))
     return float(np.mean(values)) if values else None
+
+
+def network_changed(project: Project, version: int) -> bool:
+    """True when the project's config builds another network than model ``version`` was trained with (its
+    checkpoint cannot be fine-tuned: the next round trains anew and is compared with it on held-out images)."""
+    from im2im_engine.config import ConfigError, load_config
+
+    path = checkpoint_path(project, version).parent / "config.yaml"
+    if not path.exists():
+        return False
+    try:
+        old, new = load_config(path), project.engine_config()
+    except (ConfigError, ProjectError):
+        return False
+
+    def shape(c) -> tuple:
+        return c.data.spatial_dims, c.data.in_channels, c.model.model_dump(), c.task.kind, c.task.output_channels
+
+    return shape(old) != shape(new)
 
 
 def _record_correction_agreement(project: Project, parent: int) -> None:
@@ -339,7 +369,7 @@ def queue(project: Project, strategy: str | None = None, state: str | None = Non
     """Every image, ranked for the queue panel: not done by the strategy, done ones at the end."""
     strategy = strategy or project.loop.strategy
     cands, states, names = _candidates(project)
-    keys = strategies.rank(cands, strategy) if cands else []
+    keys = strategies.rank(cands, strategy, labeled_embeddings=_labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = _entries(names, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]

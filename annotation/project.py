@@ -24,7 +24,7 @@ from im2im_engine.atomic import atomic_write_text
 
 from .store import Store, StoreError
 
-TASKS = ("semantic", "instance", "regression")
+TASKS = ("semantic", "instance", "regression", "denoise")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 
 
@@ -115,7 +115,7 @@ def _format_validation(source: str, exc: ValidationError) -> str:
 
 
 def preset_path(task: str, three_d: bool) -> Path:
-    name = {"semantic": "semantic", "instance": "instance", "regression": "denoise"}[task]
+    name = {"semantic": "semantic", "instance": "instance", "regression": "denoise", "denoise": "denoise_n2v"}[task]
     path = CONFIG_DIR / f"{name}_{'3d' if three_d else '2d'}.yaml"
     if not path.exists():
         raise ProjectError(f"{path}: no bundled preset for a {'3D' if three_d else '2D'} {task} task; pass --config")
@@ -315,7 +315,8 @@ def fit_windows(config: dict, spatial_shapes: list[tuple[int, ...]]) -> list[str
         new = []
         for size, lim, k in zip(old, limit, stride, strict=True):
             fitted = (lim // k) * k if rounding == "down" else -(-lim // k) * k
-            new.append(min(size, max(k, fitted)))
+            least = -(-4 // k) * k  # the config's smallest allowed size, on the stride
+            new.append(min(size, max(least, fitted)))
         if new != old:
             config.setdefault(section, {})[key] = new
             what = "smallest" if rounding == "down" else "largest"

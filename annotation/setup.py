@@ -55,6 +55,10 @@ def init_project(
     if task == "regression" and pseudo:
         raise ProjectError("--pseudo makes segmentation labels; for a regression task give --labels with the "
                            "target images (e.g. clean versions of the noisy images), matched by file stem")
+    if task == "denoise":  # annotation/denoise.py: images only
+        from .denoise import check_init
+
+        check_init(labels, pseudo)
     if labels is not None and not labels.is_dir():
         raise ProjectError(f"{labels}: labels folder does not exist")
     if (root / Project.DB).exists():

@@ -179,6 +179,10 @@ def build_trainset(project: Project, folder: Path, weights: dict[str, float], va
     folder.mkdir(parents=True, exist_ok=True)
     if project.task == "regression":
         return build_regression_trainset(project, folder, val_fraction)
+    if project.task == "denoise":  # Noise2Void: the images alone (annotation/denoise.py)
+        from .denoise import build_denoise_trainset
+
+        return build_denoise_trainset(project, folder)
     held_out = set(assign_validation(store, val_fraction))
     result = TrainSet()
     digest = hashlib.blake2b(digest_size=16)

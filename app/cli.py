@@ -123,6 +123,12 @@ def _gui(project: str | None, screenshot: str | None) -> int:
         from app.gui.launch import run_gui
     except ImportError as exc:  # Qt missing on a headless server install
         raise CliError(f"the desktop GUI cannot start here ({exc}); the headless commands still work") from None
+    if not screenshot:  # (a screenshot renders offscreen: no X libraries needed)
+        from app.qt_deps import problem
+
+        line = problem()
+        if line:  # one line naming the packages, instead of Qt's misleading plugin message and an abort
+            raise CliError(line)
     return run_gui(project, screenshot=screenshot)
 
 
@@ -151,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--labels", help="folder of masks matched to images by file stem (imported as pseudo labels)")
     src.add_argument("--pseudo", choices=["otsu"], help="generate pseudo labels")
-    p.add_argument("--task", choices=["semantic", "instance", "regression"], default="semantic")
+    p.add_argument("--task", choices=["semantic", "instance", "regression", "denoise"], default="semantic")
     p.add_argument("--config", help="engine YAML config (default: the bundled preset for the task)")
 
     p = add("status", cmd_status, "summarise a project")
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable]:
     """Commands that live in their own modules (loop, export), registered when present."""
     registers = []
-    for module in ("app.cli_loop", "app.cli_export"):
+    for module in ("app.cli_loop", "app.cli_export", "app.cli_auto"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -157,7 +157,7 @@ class Engine:
         """
         uc = self.config.uncertainty
         method = method or uc.method
-        classify = self.config.task.kind != "regression"
+        classify = self.config.task.classify
         mode = {"bald": "mc", "variance": "mc", "tta": "tta"}.get(method, "plain")
         if mode == "mc" and self.config.model.dropout <= 0:
             raise ConfigError(f"uncertainty.method {method} needs model.dropout > 0 (MC dropout)")
@@ -181,7 +181,8 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, samples: list[Sample]) -> dict[str, float]:
-        """Mean task metrics over samples: dice/iou (semantic), dice/ap50 (instance), psnr/ssim (regression).
+        """Mean task metrics over samples: dice/iou (semantic), dice/ap50 (instance), psnr/ssim (regression;
+        denoise against a clean target, in raw image units).
 
         Pixels with weight 0 are excluded from dice/iou (ignored regions carry no truth).
         """
@@ -200,6 +201,13 @@ class Engine:
             elif task.kind == "instance":
                 row = {"dice": dice(pred.labels, truth, mask), "iou": iou(pred.labels, truth, mask),
                        "ap50": ap50(pred.labels, truth)}
+            elif task.kind == "denoise":  # against clean truth, in the image's raw units
+                from .n2v import to_raw_units
+
+                out = to_raw_units(pred.output, s.image, self.config)
+                t = truth.astype(np.float32).reshape(out.shape)
+                rng = float(t.max() - t.min()) or 1.0
+                row = {"psnr": psnr(out, t, rng), "ssim": ssim(out, t, rng)}
             else:
                 t = prepare_target(truth, self.config)
                 rng = float(t.max() - t.min()) or 1.0

@@ -203,7 +203,7 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
     task = cfg.task.kind
     name = meta.get("name") or f"im2im-active {task} {d}D model" + (f" v{version}" if version else "")
     what = {"semantic": "semantic segmentation", "instance": "instance segmentation (3-class + watershed)",
-            "regression": "image restoration (regression)"}[task]
+            "regression": "image restoration (regression)", "denoise": "self-supervised denoising (N2V)"}[task]
     description = meta.get("description") or (
         f"{cfg.model.name} for {d}D {what}, refined by human-in-the-loop active learning in im2im-active"
         + (f" (model v{version}, {model.get('n_corrected', 0)} corrected images)." if version else "."))
@@ -225,7 +225,7 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
     tifffile.imwrite(folder / "sample_output.tif", ref.output[None].astype(np.float32))
     tags = ["im2im-active", "monai", cfg.model.name.lower(), f"{d}d", "pytorch", "active-learning",
             {"semantic": "semantic-segmentation", "instance": "instance-segmentation",
-             "regression": "restoration"}[task]]
+             "regression": "restoration", "denoise": "denoising"}[task]]
     authors = _people(meta.get("authors"), need_github=False) or \
         [{"name": os.environ.get("USER") or "im2im-active user"}]
     maintainers = _people(meta.get("maintainers"), need_github=True) or _people(authors, need_github=True)
@@ -256,11 +256,11 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
             "preprocessing": _preprocessing(cfg, sp),
         }],
         "outputs": [{
-            "id": "probabilities" if task != "regression" else "prediction",
+            "id": "probabilities" if cfg.task.classify else "prediction",
             "description": {"semantic": "class probabilities (softmax); labels = argmax",
                             "instance": "P(background), P(interior), P(boundary); instances by watershed "
                                         "(see documentation)",
-                            "regression": "restored image"}[task],
+                            "regression": "restored image", "denoise": "denoised image"}[task],
             "axes": out_axes,
             "test_tensor": {"source": "test_output.npy", "sha256": sha256(folder / "test_output.npy")},
             "sample_tensor": {"source": "sample_output.tif", "sha256": sha256(folder / "sample_output.tif")},

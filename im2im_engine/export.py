@@ -195,7 +195,7 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
         "input": {"channels": cfg.data.in_channels, "dtype": "float32",
                   "normalization": cfg.data.normalization, "percentiles": list(cfg.data.percentiles),
                   "size_multiple_of": 1, "padded_inside_to_multiple_of": total_stride(cfg)},
-        "output": {"kind": "regression" if task.kind == "regression" else "probabilities",
+        "output": {"kind": "probabilities" if task.classify else "regression",
                    "channels": channel_names(cfg)},
         "sliding_window": {"roi_size": list(inf.roi_size), "overlap": inf.overlap, "mode": inf.mode,
                            "sigma_scale": inf.sigma_scale,
@@ -238,7 +238,7 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
         "",
         "## Files",
         f"* `{model_file}`: the network in eval mode (dropout off) followed by "
-        f"{'softmax' if cfg.task.kind != 'regression' else 'nothing (regression values)'}.",
+        f"{'softmax' if cfg.task.classify else 'nothing (regression values)'}.",
         "* `config.yaml`: the resolved engine configuration; `provenance.json`: where the model comes from;",
         "  `export.json`: the pre/post-processing below, machine readable.",
         "* `test_input.npy` (raw image crop) / `test_output.npy` (the engine's output on it).",
@@ -369,7 +369,7 @@ def _build(engine: Any, fmt: str, folder: Path, provenance: dict, sample: np.nda
     say = progress or (lambda d, t, w: None)
     eng = cpu_engine(engine)
     cfg = eng.config
-    classify = cfg.task.kind != "regression"
+    classify = cfg.task.classify
     crop = test_crop(sample, cfg)
     ref = eng.predict(crop)  # the engine itself, sliding window over exactly one window
     norm = normalize(crop, cfg.data)

@@ -65,7 +65,7 @@ class SlidingPredictor:
         self.cfg = cfg
         self.device = device
         self.amp_dtype = amp_dtype
-        self.classify = cfg.task.kind != "regression"
+        self.classify = cfg.task.classify
 
     def _act(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()

@@ -116,7 +116,32 @@ def _open(path: Path):
         raise ImageReadError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
 
 
+def check_size(path: str | os.PathLike, shape: Sequence[int]) -> None:
+    """Refuse more than :data:`MAX_ELEMENTS` elements, before anything is allocated."""
+    n = int(np.prod([int(s) for s in shape], dtype=object))
+    if n > MAX_ELEMENTS:
+        raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header alone (no pixels read)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except Exception as exc:
+        raise ImageReadError(path, f"not a readable .npy array ({exc})") from None
+    return tuple(shape), dtype
+
+
 def _info_from_npy(path: Path) -> tuple[ImageInfo, np.ndarray]:
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    shape, _ = _npy_header(path)
+    check_size(path, shape)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
@@ -178,9 +203,7 @@ def read_image(path: str | os.PathLike, t: int = 0, channels: Sequence[int] | No
     info = image_info(path)
     if not 0 <= t < info.n_timepoints:
         raise ImageReadError(path, f"timepoint {t} out of range (image has {info.n_timepoints})")
-    n = int(np.prod(info.shape[1:]))
-    if n > MAX_ELEMENTS:
-        raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+    check_size(path, info.shape[1:])
     img = _open(path)
     try:
         kwargs = {"T": t}
@@ -288,6 +311,7 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     """Read a target/weight array (``.npy`` or any image file) as it is stored, squeezing T/Z/C of size 1."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
+        check_size(path, _npy_header(path)[0])
         return np.load(path, allow_pickle=False)
     data = read_image(path).data
     return data[0, 0] if data.shape[:2] == (1, 1) else (data[0] if data.shape[0] == 1 else data)

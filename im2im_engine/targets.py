@@ -7,6 +7,8 @@ ordinary weighted segmentation problem (same loss, same uncertainty measures as 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -69,22 +71,21 @@ def seed_min_size(min_size: int) -> int:
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Zero labelled objects with fewer than ``min_size`` pixels (no skimage version dependence)."""
-    if min_size <= 1 or labels.max() <= 0:
+    """Zero labelled objects with fewer than ``min_size`` pixels (scikit-image's ``remove_small_objects``)."""
+    from skimage.morphology import remove_small_objects
+
+    if min_size <= 1:
         return labels
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)
+    with warnings.catch_warnings():  # "Only one label was provided": one object is a fine label image
+        warnings.filterwarnings("ignore", "Only one label", UserWarning)
+        return remove_small_objects(labels, max_size=min_size - 1)
 
 
 def relabel_sequential(inst: np.ndarray) -> np.ndarray:
-    """Instance ids renumbered 1..N (background 0), as int32."""
-    ids = np.unique(inst)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(inst.max()) + 1 if inst.size else 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lut[inst]
+    """Instance ids renumbered 1..N (background 0), as int32 (scikit-image's ``relabel_sequential``)."""
+    from skimage.segmentation import relabel_sequential as sk_relabel
+
+    return sk_relabel(np.asarray(inst))[0].astype(np.int32, copy=False)
 
 
 def semantic_target(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -102,7 +103,7 @@ def labels_from_output(output: np.ndarray, task) -> np.ndarray | None:
     One rule for the engine and for exported models: argmax for semantic tasks, seeded watershed of the
     background/interior/boundary classes for instances, none for regression.
     """
-    if task.kind == "regression":
+    if not task.classify:  # regression, denoise
         return None
     if task.kind == "instance":
         ic = task.instance

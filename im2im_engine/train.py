@@ -27,6 +27,7 @@ import torch
 from . import distributed as dd
 from .data import PatchSampler, Sample, as_channel_first, prepare, training_patch
 from .losses import compute_loss
+from .n2v import Masker
 
 if TYPE_CHECKING:
     from .api import Engine
@@ -45,7 +46,7 @@ class TrainResult:
     checkpoint: str | None = None
 
 
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "psnr"}
 
 
 def _optimizer(engine: Engine) -> torch.optim.Optimizer:
@@ -140,6 +141,7 @@ def train_loop(
     patch = training_patch(cfg, [as_channel_first(s.image, cfg).shape[1:] for s in train])
     prepared = [prepare(s, cfg, rng, patch) for s in train]  # normalised once, cached for the whole run
     sampler = PatchSampler(prepared, cfg, rng, patch)
+    masker = Masker(cfg, t.seed) if cfg.task.kind == "denoise" else None  # N2V blind spots (n2v.py)
     model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device
@@ -167,6 +169,8 @@ def train_loop(
             break
         net.train()
         x, y, w = sampler.batch(t.batch_size)  # the global batch, identical on every rank
+        if masker is not None:
+            x, y, w = masker(x, y, w)  # masked input; target = the unmasked patch; weight = the mask
         xt = torch.from_numpy(np.ascontiguousarray(x[part])).to(dev, non_blocking=True)
         yt = torch.from_numpy(y).to(dev, non_blocking=True)
         wt = torch.from_numpy(w).to(dev, non_blocking=True)

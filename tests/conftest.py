@@ -70,3 +70,19 @@ def small_project(tmp_path: Path, demo_folder):
     make_fast(project)
     project.close()
     return tmp_path / "proj"
+
+
+def trained_cli_project(base: Path) -> tuple[Path, Path]:
+    """``(project, images)`` under ``base``: 3 demo images, Otsu pseudo labels, trained and scored with
+    ``im2im-active train`` (4 steps). For module-scoped fixtures of the CLI and export-dialog tests."""
+    from annotation.project import Project
+    from app.cli import main
+    from resources.demo import write_demo_dataset
+
+    images, _ = write_demo_dataset(base / "data", n_images=3, size=96, seed=2)
+    assert main(["init", str(base / "proj"), "--images", str(images), "--pseudo", "otsu", "--task", "instance",
+                 "-q"]) == 0
+    with Project.open(base / "proj") as project:
+        make_fast(project, steps=4)
+    assert main(["train", str(base / "proj"), "-q"]) == 0
+    return base / "proj", images

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSc
 from annotation import loop
 from annotation.project import Project
 
-from . import workers
+from . import auto_dialog, workers
 from .image_view import ImageView
 from .queue_panel import QueuePanel
 from .shortcuts import ACTIONS, HelpOverlay, key_sequences
@@ -57,6 +57,10 @@ class MainWindow(QMainWindow):
         self._menus()
         self.help = HelpOverlay(self)
         self._wire()
+        if project.task == "denoise":  # raw | denoised dock (app/gui/denoise_view.py)
+            from .denoise_view import attach
+
+            attach(self)
         self.setWindowTitle(self._title())
         self.resize(1500, 920)
 
@@ -123,6 +127,7 @@ class MainWindow(QMainWindow):
             if group:
                 menus[group].addAction(act)
             self.actions[action_id] = act
+        menus["model"].addAction("Find the &best configuration…", lambda: auto_dialog.show(self))
 
     def _wire(self) -> None:
         t, v = self.tools, self.view

@@ -6,6 +6,7 @@ from im2im_engine.targets import (
     classes_to_instances,
     instances_to_classes,
     relabel_sequential,
+    remove_small,
 )
 
 
@@ -56,3 +57,20 @@ def test_3d_round_trip_and_small_objects_removed():
 def test_relabel_sequential():
     a = np.array([[0, 5, 5], [9, 0, 2]])
     assert relabel_sequential(a).tolist() == [[0, 2, 2], [3, 0, 1]]
+
+
+def test_relabel_sequential_large_ids_stay_int32():
+    a = np.array([[0, 2**40, 2**40], [7, 0, 0]], np.int64)
+    out = relabel_sequential(a)
+    assert out.dtype == np.int32 and out.tolist() == [[0, 2, 2], [1, 0, 0]]
+
+
+def test_remove_small_keeps_objects_of_exactly_min_size(recwarn):
+    a = np.zeros((6, 6), np.int32)
+    a[0, :4] = 3  # 4 pixels
+    a[5, :3] = 8  # 3 pixels
+    out = remove_small(a, 4)
+    assert out.dtype == a.dtype and set(np.unique(out)) == {0, 3}
+    single = remove_small(np.where(a == 3, 1, 0), 4)  # one object only: no warning about it
+    assert single.sum() == 4 and not [w for w in recwarn if "label" in str(w.message)]
+    assert remove_small(a, 1) is a

@@ -27,6 +27,7 @@ def fast_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_simulate_writes_the_curve_and_summary(tmp_path: Path, capsys, fast_config: Path) -> None:
     images, truth = write_demo_dataset(tmp_path / "data", n_images=6, size=80, seed=2)
     out = tmp_path / "out"
