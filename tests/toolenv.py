@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,12 +54,20 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def tool_python(cache_dir: Path, name: str, requirements: Sequence[str], no_deps: Sequence[str] = ()) -> Path:
+def cache_dir(config) -> Path:
+    """Where tool envs live: the pytest cache, or (``-p no:cacheprovider``) a folder in the temp dir."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("toolenv"))
+    return Path(tempfile.gettempdir()) / "im2im-active-toolenv"
+
+
+def tool_python(cache: Path, name: str, requirements: Sequence[str], no_deps: Sequence[str] = ()) -> Path:
     """The Python of a layered venv with ``requirements`` (and ``no_deps`` without their dependencies)."""
     base_paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     key = hashlib.sha256(json.dumps([sys.version, sys.prefix, base_paths, list(requirements), list(no_deps)])
                          .encode()).hexdigest()[:12]
-    root = Path(cache_dir) / f"{name}-{key}"
+    root = Path(cache) / f"{name}-{key}"
     python = root / "bin" / "python"
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{name}-{key}.lock", "w") as lock:

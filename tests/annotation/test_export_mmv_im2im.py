@@ -18,7 +18,7 @@ from annotation.export import PAIR_PREFERENCE, choose_labels, export
 from annotation.project import Project
 from annotation.setup import init_project
 from im2im_engine import io
-from tests.toolenv import MMV_IM2IM, MMV_IM2IM_NO_DEPS, run_tool, tool_python
+from tests.toolenv import MMV_IM2IM, MMV_IM2IM_NO_DEPS, cache_dir, run_tool, tool_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # first run builds the tool env (PyPI)
 
@@ -68,7 +68,7 @@ def test_mmv_im2im_loads_the_pairs_folder_and_csv(project: Path, tmp_path: Path,
         export(proj, "pairs", tmp_path / "pairs", versions="all")
         chosen = {r.image.name: r for r in choose_labels(proj, "all", PAIR_PREFERENCE)}
         images = {im.name: io.read_image(im.path).data[0, 0] for im in proj.store.images()}
-    python = tool_python(request.config.cache.mkdir("toolenv"), "mmv_im2im", MMV_IM2IM, MMV_IM2IM_NO_DEPS)
+    python = tool_python(cache_dir(request.config), "mmv_im2im", MMV_IM2IM, MMV_IM2IM_NO_DEPS)
     (tmp_path / "out").mkdir()
     proc = run_tool(python, LOAD, str(tmp_path / "pairs"), str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-4000:]

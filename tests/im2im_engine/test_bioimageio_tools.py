@@ -23,7 +23,7 @@ import yaml
 
 from im2im_engine import Engine, Sample, load_config
 from im2im_engine.export import export_model
-from tests.toolenv import BIOIMAGEIO, run_tool, tool_python
+from tests.toolenv import BIOIMAGEIO, cache_dir, run_tool, tool_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # first run builds the tool env (PyPI)
 
@@ -99,7 +99,7 @@ def core(make_disks, tmp_path_factory, request) -> dict:
         np.save(work / f"{name}_x.npy", image(name, make_disks))
     jobs = [{"package": "instance_norm", "images": list(SIZES), "modes": ["whole", "block"]},
             {"package": "batch_norm", "images": ["s390", "s384"], "modes": ["block"]}]
-    python = tool_python(request.config.cache.mkdir("toolenv"), "bioimageio", BIOIMAGEIO)
+    python = tool_python(cache_dir(request.config), "bioimageio", BIOIMAGEIO)
     proc = run_tool(python, TOOL, str(work), json.dumps(jobs))
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {"work": work, "engines": engines, "results": results,

@@ -243,3 +243,15 @@ def test_instance_rule_in_export_json_is_what_the_code_does(tmp_path: Path, tiny
     got = labels_from_output(probs, cfg)
     assert want.max() == 4
     np.testing.assert_array_equal(got, want)
+
+
+def test_runner_matches_the_app_on_images_smaller_than_the_window(tmp_path: Path, tiny_cfg, make_disks) -> None:
+    """The app cuts its window to a small image (mirrored up to the stride); the runner must do the same."""
+    cfg = tiny_cfg("semantic", model={"params": {"channels": [8, 16, 32], "strides": [2, 2]}})
+    eng = Engine.from_config(cfg, device="cpu")
+    image, _ = make_disks(5, size=64)
+    small = np.ascontiguousarray(image[:, :21, :27])  # under the 32² window, no multiple of the stride 4
+    model = ExportedModel(export_model(eng, "onnx", tmp_path / "onnx").path)
+    got, want = model.predict(small), eng.predict(small)
+    assert got.output.shape == want.output.shape == (2, 21, 27)
+    assert np.abs(got.output - want.output).max() < 1e-4
