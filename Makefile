@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` opens the app on the demo project, `make test` runs every check.
+# Set-up and checks. `make run` opens the app on the demo project, `make napari` the napari plugin on it,
+# `make test` runs every check.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +13,7 @@ TORCH  ?= torch==2.13.0
 LOWEST ?= .venv-lowest
 LPY    := $(LOWEST)/bin/python
 
-.PHONY: install run demo test test-fast lint lowest clean
+.PHONY: install run napari demo test test-fast lint lowest clean
 
 install: $(STAMP)
 
@@ -28,6 +29,10 @@ $(STAMP): pyproject.toml
 run: install
 	@$(PY) -m app.qt_deps --install
 	$(VENV)/bin/im2im-active demo --project $(DEMO)
+
+# napari comes with the dev extra (its tests run in `make test`); users install `im2im-active[napari]`
+napari: install
+	$(PY) -m app.napari $(DEMO) --demo
 
 lint: install
 	$(VENV)/bin/ruff check app annotation im2im_engine tests benchmarks resources

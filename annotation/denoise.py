@@ -5,15 +5,15 @@ images (blind-spot training, see :mod:`im2im_engine.n2v`) -> predict -> rank by 
 denoised output, so a person reviews the images the model is least sure about (new structures, other
 noise, artefacts) and decides whether to add more such images or to stop. Test-split images stay out of
 training like in the other kinds; the denoised outputs are written by ``score`` (``models/vN/scores``).
+Each round is checked like the others (:mod:`annotation.acceptance`): one image left out of the round judges
+the parent and the new model by their blind-spot predictions of the same hidden pixels.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
-from .acceptance import Check
 from .project import Project, ProjectError
 from .trainset import TrainSet, usable_images
 
@@ -36,19 +36,3 @@ def check_init(labels: object, pseudo: object) -> None:
     if labels is not None or pseudo:
         raise ProjectError("a denoise project needs no labels (Noise2Void learns from the noisy images "
                            "alone); drop --labels/--pseudo, or use --task regression for noisy/clean pairs")
-
-
-def verdict(report: dict, version: int, parent: int | None) -> Check:
-    """A denoise round has no labels to check against: the model is accepted when training finished with a
-    finite blind-spot loss (the masked-pixel error on the training images, recorded as the metric).
-
-    Comparing parent and child on that loss would mean little (it is measured on noisy pixels, on images the
-    child trained on); a person judges the denoised images in the app instead.
-    """
-    loss = report.get("final_loss")
-    ok = isinstance(loss, int | float) and math.isfinite(loss) and bool(report.get("steps"))
-    reason = (f"v{version} trained on the noisy images (Noise2Void), final masked-pixel loss {loss:.4g}"
-              + (f"; replaces v{parent} without a label check (denoising has no labels)" if parent else "")
-              if ok else f"v{version} rejected: training did not finish with a finite loss ({loss!r})")
-    return Check(rule="training", images=[], metric="n2v_loss", child=loss if ok else None, parent=None,
-                 floor_metric="", accepted=ok, reason=reason)

@@ -93,10 +93,7 @@ def train_round(
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
     data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
-    if project.task == "denoise":  # no labels to judge by (annotation/denoise.py)
-        rule, train, check = "training", data.train, []
-    else:
-        rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
+    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
     if not train:
         remove_folder(scratch)
         raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
@@ -133,11 +130,8 @@ def train_round(
     n_corrected = data.n_corrected + sum(e.get("version") == "corrected" for e in data.check)
     source = "pseudo labels" + (f" and {n_corrected} corrected images" if n_corrected else "")
     if project.task == "denoise":
-        from .denoise import verdict as denoise_verdict
-
-        verdict = denoise_verdict(report, version, parent)
-    else:
-        verdict = _check(project, rule, check, report, version, parent, source)
+        source = "the noisy images (Noise2Void)"
+    verdict = _check(project, rule, check, report, version, parent, source)
     report["check"] = verdict.to_dict()
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
     # the learning curve and the plateau hint read ``metrics[key]``: only a held-out check is comparable
@@ -174,7 +168,7 @@ def _check(project: Project, rule: str, check: list[dict], report: dict, version
     before = measured.get("parent") or {}
     verdict = acceptance.Check(
         rule=rule, images=[e["name"] for e in check], metric=key, child=child.get(key), parent=before.get(key),
-        floor_metric="dice" if project.task != "regression" else "", child_floor_value=child.get("dice"),
+        floor_metric="dice" if project.task in ("semantic", "instance") else "", child_floor_value=child.get("dice"),
         per_image=measured.get("per_image") or {},
     )
     if rule == "held-out" and project.task != "regression":

@@ -130,8 +130,9 @@ def trusted_pixels(weight: np.ndarray, version: str, weights: dict[str, float]) 
 
 
 def check_entry(entry: dict) -> dict:
-    """A training entry as a check entry: judged on its trusted pixels only."""
-    return {**entry, "weight": entry.get("trust", entry["weight"])}
+    """A training entry as a check entry: judged on its trusted pixels only (a denoise entry has none)."""
+    weight = entry.get("trust") or entry.get("weight")
+    return {**entry, "weight": weight} if weight else dict(entry)
 
 
 def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:

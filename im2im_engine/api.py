@@ -180,6 +180,25 @@ class Engine:
         return emb
 
     # ------------------------------------------------------------------ evaluation
+    def blindspot_psnr(self, image: np.ndarray, name: str = "") -> float:
+        """Denoising without clean truth, judged the Noise2Void way: hide a fixed stratified set of pixels
+        (the training masking, seeded by the image's name so every model sees the same), predict them from
+        their neighbours, and take the PSNR of the predictions against the hidden noisy values (normalised
+        units). Pixel-wise independent noise adds the same constant error to every model, so a higher value
+        is a better denoiser of this image; it compares models on the same image, it is not a PSNR to truth.
+        """
+        import zlib
+
+        from .n2v import Masker
+
+        x = self._prepare(image)[None]
+        masked, mask = Masker(self.config, seed=zlib.crc32(name.encode())).mask(x)
+        out = self._predictor().run(masked[0], "plain").output.numpy()
+        hidden = mask[0] > 0
+        mse = float(np.mean((out[hidden] - x[0][hidden]) ** 2)) if hidden.any() else 0.0
+        value_range = float(x.max() - x.min()) or 1.0
+        return float(10 * np.log10(value_range**2 / max(mse, 1e-12)))
+
     def evaluate(self, samples: list[Sample]) -> dict[str, float]:
         """Mean task metrics over samples: dice/iou (semantic), dice/ap50 (instance), psnr/ssim (regression;
         denoise against a clean target, in raw image units).
@@ -189,6 +208,9 @@ class Engine:
         task = self.config.task
         rows: list[dict[str, float]] = []
         for s in samples:
+            if s.target is None and task.kind == "denoise":
+                rows.append({"blindspot_psnr": self.blindspot_psnr(s.image, s.name)})
+                continue
             if s.target is None:
                 raise ValueError(f"sample {s.name!r}: evaluation needs a target")
             pred = self.predict(s.image)

@@ -109,7 +109,7 @@ def _intensity_stats(images: Sequence[np.ndarray], rng: np.random.Generator) -> 
     return stats, min(len(levels), 4096)
 
 
-def _objects(label: np.ndarray, task: str) -> list[tuple[int, ...]]:
+def object_extents(label: np.ndarray, task: str) -> list[tuple[int, ...]]:
     """Extent (voxels per axis) of every object: instance ids as they are, semantic foreground split into
     connected components."""
     from scipy import ndimage as ndi
@@ -164,7 +164,7 @@ def fingerprint(
             lab = np.asarray(lab)
             n += 1
             fg.append(float((lab > 0).mean()))
-            extents.extend(_objects(lab, task))
+            extents.extend(object_extents(lab, task))
         fp.n_labelled = n
         if n:
             fp.foreground_fraction = float(np.mean(fg))

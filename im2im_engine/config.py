@@ -103,8 +103,9 @@ class InstanceConfig(_Section):
 
     boundary_width: int = Field(1, ge=1, le=5)
     fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # P(interior) + P(boundary)
-    seed_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # P(interior) for watershed seeds
-    min_size: int = Field(8, ge=0)  # objects (and seeds) smaller than this are dropped
+    seed_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # seeds only where P(interior) is above this
+    min_size: int = Field(8, ge=0)  # objects smaller than this are dropped
+    seed_distance: int = Field(5, ge=1, le=64)  # seeds (maxima of distance x P(interior)) at least this far apart
 
 
 class StructMaskConfig(_Section):

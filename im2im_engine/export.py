@@ -47,13 +47,16 @@ ONNX_OPSET = 17
 #: Largest difference between an exported graph and the engine that still counts as "the same model".
 TOLERANCE = 1e-4
 #: The instance post-processing, word for word what :func:`im2im_engine.targets.classes_to_instances` does
-#: (a test follows this text step by step and must get the same objects).
+#: (a test follows this text step by step, with the parameters in ``export.json``, and must get the same
+#: objects; change both together).
 INSTANCE_RULE = (
-    "watershed: foreground = P(interior) + P(boundary) > fg_threshold; seeds = connected components "
-    "(4-/6-connectivity) of P(interior) > seed_threshold inside the foreground, dropping seeds smaller than "
-    "seed_min_size px; watershed of 1 - P(interior) from the seeds, restricted to the foreground; foreground "
-    "that no seed reaches becomes objects of its own (its connected components); then objects smaller than "
-    "min_size px are dropped and ids renumbered 1..N")
+    "seeded watershed: foreground = P(interior) + P(boundary) > fg_threshold; surface = Gaussian blur "
+    "(sigma surface_sigma px, edges repeated) of the Euclidean distance to the background times P(interior); "
+    "seeds = connected components (4-/6-connectivity) of the foreground pixels where the surface equals its "
+    "maximum over a (2 seed_distance + 1)-wide square/cube, exceeds surface_min and P(interior) > "
+    "seed_threshold; watershed of -surface from the seeds inside the foreground; foreground that no seed "
+    "reaches becomes objects of its own (its connected components) where they have at least orphan_min_size "
+    "px; then objects smaller than min_size px are dropped and ids renumbered 1..N")
 
 Progress = Callable[[int, int, str], None]
 
@@ -171,7 +174,6 @@ def channel_names(cfg: EngineConfig) -> list[str]:
 def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
     """``export.json``: everything a runner needs besides the weights (read by :mod:`.exported`)."""
     from .networks import total_stride
-    from .targets import seed_min_size
 
     task = cfg.task
     post: dict[str, Any]
@@ -180,7 +182,9 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
     elif task.kind == "instance":
         ic = task.instance
         post = {"labels": INSTANCE_RULE, "fg_threshold": ic.fg_threshold, "seed_threshold": ic.seed_threshold,
-                "seed_min_size": seed_min_size(ic.min_size), "min_size": ic.min_size}
+                "seed_distance": ic.seed_distance, "min_size": ic.min_size,
+                # constants of classes_to_instances (the test of INSTANCE_RULE keeps them honest)
+                "surface_sigma": 1.0, "surface_min": 1.0, "orphan_min_size": 4 * max(ic.min_size, 1)}
     else:
         post = {"labels": None, "units": "percentile-normalised" if task.normalize_target else "target units"}
     inf = cfg.inference
@@ -264,9 +268,10 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
     if cfg.task.kind == "instance":
         ic = cfg.task.instance
         post = m["postprocessing"]
-        lines.append(f"   Thresholds: fg_threshold={ic.fg_threshold}, seed_threshold={ic.seed_threshold}, "
-                     f"seed_min_size={post['seed_min_size']}, min_size={ic.min_size}. The watershed is not "
-                     "part of the graph.")
+        lines.append(f"   Parameters: fg_threshold={ic.fg_threshold}, seed_threshold={ic.seed_threshold}, "
+                     f"seed_distance={ic.seed_distance}, min_size={ic.min_size}, surface_sigma="
+                     f"{post['surface_sigma']}, surface_min={post['surface_min']}, orphan_min_size="
+                     f"{post['orphan_min_size']}. The watershed is not part of the graph.")
     if tiling is not None:
         from .bioimage_package import block_advice
 

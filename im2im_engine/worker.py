@@ -292,7 +292,7 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
         for rec in skipped:
             emit("skipped", **rec)
         val = _samples(job, "val", cfg, True)
-        check = _samples(job, "check", cfg, True)
+        check = _samples(job, "check", cfg, cfg.task.kind != "denoise")  # N2V: judged on hidden pixels
         if not train:
             names = ", ".join(r["name"] for r in skipped)
             raise JobError("train: no training image fits the model" + (f" (skipped: {names})" if names else ""))

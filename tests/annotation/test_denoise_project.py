@@ -49,6 +49,12 @@ def test_denoise_project_from_init_to_export(tmp_path: Path) -> None:
         _tiny(project)
         result = train_round(project)
         assert result.accepted and result.version == 1
+        # checked like any round: an image left out, judged by blind-spot predictions of hidden pixels
+        assert result.check["rule"] == "rotating" and result.check["metric"] == "blindspot_psnr"
+        assert np.isfinite(result.check["child"]) and len(result.check["images"]) == 1
+        again = train_round(project)
+        assert again.check["parent"] is not None and again.check["images"] != result.check["images"]
+        assert again.accepted == (again.check["child"] + 0.05 >= again.check["parent"])
         assert score(project) == 2
         queue = next_images(project, 2)
         scores = [e.score for e in queue]
@@ -58,7 +64,7 @@ def test_denoise_project_from_init_to_export(tmp_path: Path) -> None:
         assert {"weights.torchscript.pt", "weights.onnx", "rdf.yaml"} <= set(out.files)
         assert out.checks["torchscript_vs_engine_max_abs_diff"] <= 1e-3
         image = io.to_spatial(io.read_image(images / "img0.tif").data, 2)
-        engine = Engine.load(checkpoint_path(project, 1), device="cpu")
+        engine = Engine.load(checkpoint_path(project, project.store.current_model), device="cpu")
         exported = ExportedModel(out.path)
         try:
             got = exported.predict(image)

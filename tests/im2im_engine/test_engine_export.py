@@ -198,50 +198,57 @@ def test_predict_folder_keeps_pixel_sizes_and_invents_none(tmp_path: Path, tiny_
 
 
 def follow_instance_rule(probs: np.ndarray, post: dict) -> np.ndarray:
-    """``export.json``'s instance post-processing, implemented from its words alone (scipy, not the app)."""
+    """``export.json``'s instance post-processing, implemented from its words and parameters alone."""
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
     _, interior, boundary = probs
     foreground = interior + boundary > post["fg_threshold"]
-    seeds, _ = ndi.label((interior > post["seed_threshold"]) & foreground)
-    sizes = np.bincount(seeds.ravel())
-    seeds[(sizes < post["seed_min_size"])[seeds] & (seeds > 0)] = 0
-    objects = watershed(1 - interior, markers=seeds, mask=foreground)
+    surface = ndi.gaussian_filter(ndi.distance_transform_edt(foreground) * interior, post["surface_sigma"],
+                                  mode="nearest")
+    width = 2 * post["seed_distance"] + 1
+    peaks = foreground & (surface == ndi.maximum_filter(surface, size=width)) & (surface > post["surface_min"])
+    peaks &= interior > post["seed_threshold"]
+    seeds, _ = ndi.label(peaks)
+    objects = watershed(-surface, markers=seeds, mask=foreground)
     orphans, _ = ndi.label(foreground & (objects == 0))
+    small = np.bincount(orphans.ravel()) < post["orphan_min_size"]
+    orphans[small[orphans]] = 0
     objects = np.where(orphans > 0, orphans + objects.max(), objects)
-    sizes = np.bincount(objects.ravel())
-    objects[(sizes < post["min_size"])[objects] & (objects > 0)] = 0
+    small = np.bincount(objects.ravel()) < post["min_size"]
+    small[0] = False
+    objects[small[objects]] = 0
     _, renumbered = np.unique(objects, return_inverse=True)
     return renumbered.reshape(objects.shape)
 
 
 def test_instance_rule_in_export_json_is_what_the_code_does(tmp_path: Path, tiny_cfg) -> None:
+    """The words of export.json, followed literally, give the app's objects (they once described another
+    seed rule and no orphans: 19 objects where the app found 20)."""
     from im2im_engine.exported import labels_from_output
 
-    cfg = tiny_cfg("instance", task={"kind": "instance", "instance": {"min_size": 12}})
+    cfg = tiny_cfg("instance", task={"kind": "instance", "instance": {"min_size": 12, "seed_distance": 4}})
     result = export_model(Engine.from_config(cfg, device="cpu"), "torchscript", tmp_path / "ts")
     post = json.loads((result.path / "export.json").read_text())["postprocessing"]
-    assert post["seed_min_size"] == 3 and "no seed reaches" in post["labels"]
-    # ring objects of boundary around interior seeds: A with a 3×3 seed; B whose seed is 2 px (< seed_min_size:
-    # dropped, so B is foreground no seed reaches and becomes an object of its own); C, one ring with two
-    # 2×2 seeds (kept although < min_size), split in two by the watershed. 4 objects.
-    probs = np.zeros((3, 40, 48), np.float32)
+    assert post["seed_distance"] == 4 and post["orphan_min_size"] == 48 and "no seed" in post["labels"]
+    # two touching discs (one object of foreground: the distance surface splits it), a disc whose interior
+    # was missed (boundary only: an orphan of 69 px, kept), a 3×3 speck of boundary (an orphan under 48 px,
+    # dropped), and a lone 2×4 interior blob (under min_size, dropped)
+    probs = np.zeros((3, 48, 64), np.float32)
     probs[0] = 1.0
+    yy, xx = np.mgrid[:48, :64]
 
-    def paint(channel: int, y0: int, y1: int, x0: int, x1: int) -> None:
-        probs[:, y0:y1, x0:x1] = np.eye(3, dtype=np.float32)[channel][:, None, None]
+    def put(mask: np.ndarray, channel: int) -> None:
+        probs[:, mask] = np.eye(3, dtype=np.float32)[channel][:, None]
 
-    paint(2, 2, 11, 2, 11)
-    paint(1, 5, 8, 5, 8)
-    paint(2, 2, 11, 20, 29)
-    paint(1, 6, 7, 24, 26)
-    paint(2, 20, 29, 2, 30)
-    paint(1, 23, 25, 5, 7)
-    paint(1, 23, 25, 25, 27)
+    for cy, cx in ((14, 12), (14, 25)):
+        put((yy - cy) ** 2 + (xx - cx) ** 2 <= 49, 1)
+    put((yy - 34) ** 2 + (xx - 40) ** 2 <= 22, 2)
+    put((yy >= 40) & (yy < 43) & (xx >= 5) & (xx < 8), 2)
+    put((yy >= 30) & (yy < 32) & (xx >= 56) & (xx < 60), 1)
     want = follow_instance_rule(probs, post)
     got = labels_from_output(probs, cfg)
-    assert want.max() == 4
+    assert want.max() == 3
     np.testing.assert_array_equal(got, want)
 
 
