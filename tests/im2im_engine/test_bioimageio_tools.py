@@ -50,7 +50,8 @@ for job in jobs:
         "failed": [[d.name, [e.msg for e in d.errors]] for d in summary.details if d.status != "passed"],
         "warnings": [w.msg for d in summary.details for w in (d.warnings or []) if "agree" not in w.msg]}
     descr = load_description(pkg / "rdf.yaml")
-    block = int(yaml.safe_load((pkg / "rdf.yaml").read_text())["config"]["im2im_active"]["blockwise"])
+    extra = yaml.safe_load((pkg / "rdf.yaml").read_text())["config"]["im2im_active"]
+    block = int(extra.get("blockwise", 10))  # 10: bioimageio.core's own default
     for name in job["images"]:
         x = np.load(work / f"{name}_x.npy")[None]
         for mode in job["modes"]:
