@@ -2,7 +2,7 @@
 
 ``make lowest`` installs the project with these constraints in a separate virtualenv and runs the fast
 tests, so a lower bound in pyproject.toml that the code has outgrown fails CI instead of a user's install.
-Every dependency of ``[project] dependencies`` and the ``dev`` extra with a ``>=`` bound is pinned to it;
+Every dependency of ``[project] dependencies`` and the ``test`` extra with a ``>=`` bound is pinned to it;
 one without a lower bound is left to the resolver. A bound that is not a real release fails the install.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
 
-def floors(pyproject: Path, extras: tuple[str, ...] = ("dev",)) -> dict[str, str]:
+def floors(pyproject: Path, extras: tuple[str, ...] = ("test",)) -> dict[str, str]:
     """``{name: lowest allowed version}`` of the direct dependencies that have a ``>=`` bound."""
     project = tomllib.loads(pyproject.read_text())["project"]
     reqs = list(project.get("dependencies", []))

@@ -11,6 +11,10 @@ The presets are one size for all; two facts about the data change what works:
   and the instance normalisation of the UNet then sees local contrast, so what the pseudo labels taught on
   bright nuclei carries over to dim ones the threshold missed. The patch never goes below 32 px in-plane
   (8 along a stride-2 Z axis), and the batch grows to 8 so a step still sees enough pixels.
+
+  The prediction window follows the patch: instance normalisation must see the same context in training
+  and prediction. Trained on true masks in 52² patches and predicted in 256² windows, a model covered 30% of
+  the demo images where 12% are nuclei (Dice 0.58); predicted in 52² windows it scored 0.988.
 """
 
 from __future__ import annotations
@@ -93,6 +97,11 @@ def fit_patch_to_objects(config: dict, labels: list[np.ndarray], task: str) -> l
     config.setdefault("data", {})["patch_size"] = new
     notes = [f"data.patch_size: {old} -> {new} (about {CONTEXT_DIAMETERS:g} objects across: the median object "
              f"is {'×'.join(f'{v:.0f}' for v in median)} px in the labels)"]
+    roi = list(cfg.inference.roi_size)
+    window = [min(r, p) for r, p in zip(roi, new, strict=True)]
+    if window != roi:
+        config.setdefault("inference", {})["roi_size"] = window
+        notes.append(f"inference.roi_size: {roi} -> {window} (predict in windows of the training patch)")
     batch = cfg.training.batch_size
     if batch < SMALL_PATCH_BATCH:
         config.setdefault("training", {})["batch_size"] = SMALL_PATCH_BATCH

@@ -318,12 +318,14 @@ def label_sources(project: Project) -> dict[int, str]:
     return best
 
 
-def _candidates(project: Project, exclude_done: bool = True) -> tuple[list[strategies.Candidate], dict, dict]:
+def _candidates(project: Project, exclude_done: bool = True, version: int | None = None
+                ) -> tuple[list[strategies.Candidate], dict, dict]:
     """Queue candidates, review states and image names, from one light pass over the images table (the
     queue of a 10,000-image project is rebuilt after every round, so no per-row JSON parsing here).
-    Done, excluded, missing and test images are never candidates."""
+    Done, excluded, missing and test images are never candidates. Scores are ``version``'s (default: the
+    current model's)."""
     store = project.store
-    version = store.current_model
+    version = store.current_model if version is None else version
     rows = {r["image_id"]: r for r in store.scores(version)} if version is not None else {}
     images = store.query("SELECT id, name, split, state, review, excluded FROM images ORDER BY id")
     states = {im["id"]: im["review"] for im in images if im["excluded"] is None}
@@ -359,10 +361,13 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
     return _entries(names, keys, cands, states, strategy)
 
 
-def queue(project: Project, strategy: str | None = None, state: str | None = None) -> list[QueueEntry]:
-    """Every image, ranked for the queue panel: not done by the strategy, done ones at the end."""
+def queue(project: Project, strategy: str | None = None, state: str | None = None,
+          version: int | None = None) -> list[QueueEntry]:
+    """Every image, ranked for the queue panel: not done by the strategy, done ones at the end. Ranked by
+    the scores of model ``version`` (default: the current model; the GUI keeps the last complete ranking
+    while a new model's scoring runs)."""
     strategy = strategy or project.loop.strategy
-    cands, states, names = _candidates(project)
+    cands, states, names = _candidates(project, version=version)
     keys = strategies.rank(cands, strategy, labeled_embeddings=_labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = _entries(names, keys, cands, states, strategy)

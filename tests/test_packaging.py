@@ -21,7 +21,7 @@ def test_lowest_constraints_pin_each_lower_bound(tmp_path: Path) -> None:
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
         '[project]\nname = "x"\ndependencies = ["numpy>=2.0", "numcodecs<0.16", "scipy >= 1.13, <2",'
-        ' "dask[array]>=2024.1", "plain"]\n[project.optional-dependencies]\ndev = ["pytest>=8"]\nother = ["ruff>=0.5"]\n')
+        ' "dask[array]>=2024.1", "plain"]\n[project.optional-dependencies]\ntest = ["pytest>=8"]\nother = ["ruff>=0.5"]\n')
     assert _floors()(pyproject) == {"numpy": "2.0", "scipy": "1.13", "dask": "2024.1", "pytest": "8"}
     out = subprocess.run([sys.executable, str(ROOT / ".ci" / "lowest_constraints.py"), str(pyproject)],
                          capture_output=True, text=True, check=True).stdout.split()

@@ -23,7 +23,8 @@ def test_patch_follows_the_objects_and_the_batch_grows():
     config, _ = build_config("semantic", False, 1, None, [(256, 256)])
     notes = fit_patch_to_objects(config, [_discs(6, 9) > 0], "semantic")  # 19 px across
     assert config["data"]["patch_size"] == [48, 48] and config["training"]["batch_size"] == 8
-    assert "about 2.5 objects across" in notes[0]
+    assert config["inference"]["roi_size"] == [48, 48]  # predicted in windows of the training patch
+    assert "about 2.5 objects across" in notes[0] and len(notes) == 3
 
 
 def test_patch_never_grows_nor_goes_below_the_minimum():
