@@ -25,6 +25,8 @@ from im2im_engine.atomic import atomic_write_text
 from .store import Store, StoreError
 
 TASKS = ("semantic", "instance", "regression", "denoise")
+#: Tasks whose projects take images only (Noise2Void learns from the noisy images themselves).
+TASKS_WITHOUT_LABELS = ("denoise",)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 
 
