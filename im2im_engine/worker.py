@@ -20,6 +20,7 @@ MC-dropout scores are seeded per image name, so they do not depend on how images
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -55,15 +56,24 @@ class Emitter:
     def __init__(self, stream: TextIO, rank: int = 0):
         self.stream = stream
         self.rank = rank
+        self.reader_gone = False  # the pipe's reader died: the job goes on to a clean stop, silently
+        self.on_reader_gone: Any = None
 
     def __call__(self, event: str, **fields: Any) -> None:
-        if self.rank != 0 and event != "error":
+        if (self.rank != 0 and event != "error") or self.reader_gone:
             return
         rec = {"event": event, **fields}
         if self.rank != 0:
             rec["rank"] = self.rank
-        self.stream.write(json.dumps(rec, default=_jsonable, allow_nan=False) + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(json.dumps(rec, default=_jsonable, allow_nan=False) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            with contextlib.suppress(OSError, ValueError):  # no second BrokenPipeError when Python exits
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            if self.on_reader_gone is not None:
+                self.on_reader_gone()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -378,6 +388,28 @@ def _lower_priority() -> None:
         pass
 
 
+def _watch_parent(stop: dict, interval_s: float = 1.0) -> None:
+    """Stop (as SIGTERM would: checkpoint kept, job cancelled) when the process that started us dies.
+
+    Why: a killed ``im2im-active train`` or a crashed window leaves its worker reparented to init, training
+    on for an hour and holding the GPU, with nobody to read its results. Reparenting is the one sign that
+    works for every launcher (app, CLI, torchrun's agent, a Slurm batch script): the parent id changes.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop["flag"]:
+            if os.getppid() != parent:
+                print(f"worker: the process that started it ({parent}) has gone: stopping", file=sys.stderr)
+                stop["flag"] = True
+                return
+            time.sleep(interval_s)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _lower_priority()
@@ -391,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    emit.on_reader_gone = lambda: stop.update(flag=True)
+    _watch_parent(stop)
     try:
         if len(argv) != 1:
             raise JobError("usage: python -m im2im_engine.worker JOB.json")

@@ -135,3 +135,41 @@ def test_sigterm_cancels_and_keeps_checkpoint(tmp_path: Path, disk_data):
     eng = Engine.load(tmp_path / "out" / "model.pt")
     assert eng.predict(disk_data[0][0]).labels.shape == (64, 64)
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["cancelled"] is True
+
+
+@pytest.mark.slow
+def test_worker_stops_when_the_process_that_started_it_dies(tmp_path: Path, disk_data):
+    """A killed ``im2im-active train`` (SIGKILL: no cleanup) must not leave its worker training on."""
+    job = write_job(tmp_path, disk_data, "train", steps=100000)
+    pid_file = tmp_path / "worker.pid"
+    launcher = (  # stands in for the CLI: starts the worker, waits until it trains, then is killed
+        "import subprocess, sys, time, json\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'im2im_engine.worker', {str(job)!r}], stdout=subprocess.PIPE,"
+        " stderr=subprocess.DEVNULL, text=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "for line in p.stdout:\n"
+        "    if json.loads(line).get('event') == 'progress':\n"
+        "        print('training', flush=True)\n"
+        "        break\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "training"
+        worker = int(pid_file.read_text())
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break  # gone (reaped by init)
+            time.sleep(0.5)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker trained on after the process that started it was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["cancelled"] is True  # stopped like a cancel: its checkpoint is whole
