@@ -22,6 +22,8 @@ def project_status(project: Project) -> dict:
             {k: m[k] for k in ("version", "status", "round", "metrics", "n_corrected", "seconds", "created_at")}
             for m in models
         ],
+        "excluded_images": [{"name": r.name, "reason": r.excluded} for r in store.images()
+                            if r.excluded is not None],
         "problems": problems,
         "running_job": next(({"id": j["id"], "kind": j["kind"], "progress": j["progress"]}
                              for j in store.jobs("running")), None),
@@ -36,10 +38,14 @@ def format_status(status: dict) -> str:
         f"Images    {status['images']}"
         + (f"  ({', '.join(f'{n} {s}' for s, n in status['images_by_state'].items() if s != 'ok')})"
            if set(status["images_by_state"]) - {"ok"} else ""),
+        "Review    " + ", ".join(f"{status['images_by_review'].get(s, 0)} {s.replace('_', ' ')}"
+                                for s in ("done", "in_progress", "untouched")),
         "Labels    " + ", ".join(f"{n} {v}" for v, n in labels.items())
         + (f", {status['targets']} regression targets" if status.get("targets") else ""),
         f"Corrections {status['corrections']} edits, {status['seconds_correcting'] / 60:.1f} min spent",
     ]
+    for image in status.get("excluded_images", []):
+        lines.append(f"Excluded  {image['name']}: {image['reason']}")
     if status["model_versions"]:
         lines.append(f"Models    {len(status['model_versions'])} (current: v{status['current_model']})")
         for m in status["model_versions"]:

@@ -181,6 +181,9 @@ def test_exclude_include_remove(tmp_path, capsys, demo_folder) -> None:
         image = project.store.find_image("nuclei_001")
         assert image.excluded == "out of focus" and not image.usable
         assert project.store.has_label(image.id, "pseudo")
+    assert main(["status", str(proj)]) == 0  # status names it, with the reason, and counts the others
+    text = capsys.readouterr().out
+    assert "Excluded  nuclei_001: out of focus" in text and "Review    0 done, 0 in progress, 3 untouched" in text
     assert main(["include", str(proj), "nuclei_001"]) == 0
     with Project.open(proj) as project:
         assert project.store.find_image("nuclei_001").usable
