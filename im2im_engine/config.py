@@ -201,7 +201,7 @@ class UncertaintyConfig(_Section):
     passes: int = Field(8, ge=1, le=64)  # MC-dropout head passes, or TTA flips (capped at 2**spatial_dims)
     # bald/variance: dropout masks drawn per pixel where the Gaussian approximation of the dropout head is
     # not trusted (near the decision boundary), and everywhere when it would cost more (many classes)
-    samples: int = Field(256, ge=8, le=65536)
+    samples: int = Field(1024, ge=8, le=65536)
     reduction: Literal["mean", "topk"] = "mean"
     topk_percent: float = Field(10.0, gt=0.0, le=100.0)
 

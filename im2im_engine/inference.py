@@ -23,8 +23,10 @@ classes is within a few of its dropout standard deviations — the decision regi
 features can flip the class — and more so the larger the head's weights (BALD per pixel off by up to
 0.03 on a trained head, 0.09 / 0.18 with its weights x3 / x6, mostly under-estimated). So pixels with a
 margin under ``MARGIN_SIGMAS`` standard deviations are computed by Monte Carlo over ``uncertainty.samples``
-dropout masks (a fixed seeded set, so a score is deterministic), and every pixel is when the quadrature
-grid (``per_axis ** (classes - 1)`` nodes, at least ``2 ** (classes - 1)``) would have more nodes than that.
+dropout masks (a fixed seeded set, so a score is deterministic), and every pixel is when the class count
+makes the grid dearer or cruder: it has ``per_axis ** (classes - 1)`` nodes, so beyond 3 classes at the
+default 8 passes it drops to 2 nodes per axis (exact for cubics only) while costing 2 ** (classes - 1)
+softmaxes per pixel (512 at 10 classes) — see :func:`uses_quadrature`.
 Sampling T masks over every pixel's feature channels cost 4-5x a plain pass on CPU; this costs a fraction
 of the backbone. ``benchmarks/uncertainty.py`` also checks the image scores against textbook MC dropout
 (T full passes).
@@ -32,6 +34,7 @@ of the backbone. ``benchmarks/uncertainty.py`` also checks the image scores agai
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from contextlib import nullcontext
@@ -259,10 +262,14 @@ def fit_window(image: np.ndarray, cfg: EngineConfig) -> tuple[list[int], np.ndar
     return roi, image
 
 
+def _per_axis(passes: int, dims: int) -> int:
+    return max(1, passes) if dims == 1 else max(2, round(max(1, passes) ** (1.0 / dims)))
+
+
 def _quadrature(passes: int, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(points (N, dims), weights (N,)) for E[g(e)], e ~ N(0, I): a Gauss-Hermite product grid with about
     ``passes`` nodes (at least 2 per axis), deterministic, so the same image always gets the same score."""
-    per_axis = max(2, round(max(1, passes) ** (1.0 / dims))) if dims > 1 else max(1, passes)
+    per_axis = _per_axis(passes, dims)
     x, w = np.polynomial.hermite_e.hermegauss(per_axis)
     w = w / w.sum()
     grids = np.meshgrid(*([x] * dims), indexing="ij")
@@ -271,10 +278,30 @@ def _quadrature(passes: int, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(pts).float(), torch.from_numpy(wgrid.ravel()).float()
 
 
+_DEVICE_COPIES: dict[tuple, torch.Tensor] = {}
+
+
+def _on_device(t: torch.Tensor, device: str, key: tuple) -> torch.Tensor:
+    """A small constant tensor copied to ``device`` once (not once per window batch)."""
+    if device == "cpu":
+        return t
+    k = (device, *key)
+    if k not in _DEVICE_COPIES:
+        _DEVICE_COPIES[k] = t.to(device)
+    return _DEVICE_COPIES[k]
+
+
 def quadrature_nodes(passes: int, classes: int) -> int:
-    """Softmax evaluations per pixel of the Gaussian approximation: ``per_axis ** (classes - 1)``."""
-    n = classes - 1
-    return max(1, passes) if n == 1 else max(2, round(max(1, passes) ** (1.0 / n))) ** n
+    """Softmax evaluations per pixel of the quadrature grid: ``per_axis ** (classes - 1)``."""
+    return _per_axis(passes, classes - 1) ** (classes - 1)
+
+
+def uses_quadrature(passes: int, classes: int) -> bool:
+    """Whether the Gaussian approximation is integrated on a grid: for 2 classes, and for more while the grid
+    has at least 3 nodes per axis (2 per axis integrates only cubics exactly). Its cost grows as
+    ``per_axis ** (classes - 1)``; with ``passes`` <= 64 that is at most 4 classes (3 at the default 8), and
+    beyond, every pixel is sampled instead."""
+    return classes == 2 or _per_axis(passes, classes - 1) >= 3
 
 
 def _conv1x1(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -311,33 +338,50 @@ MARGIN_SIGMAS = 4.0
 MASK_SEED = 0x5EED
 
 
-def dropout_masks(samples: int, features: int, p: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``samples`` dropout masks over the head's features, (S, F), kept features scaled by 1 / (1 - p) as
-    ``F.dropout`` does; always the same masks (fixed seed), so a sampled score is deterministic."""
+@functools.lru_cache(maxsize=16)
+def _cached_masks(samples: int, features: int, p: float, device: str) -> torch.Tensor:
     gen = torch.Generator().manual_seed(MASK_SEED)
     return ((torch.rand(samples, features, generator=gen) >= p).float() / (1.0 - p)).to(device)
+
+
+def dropout_masks(samples: int, features: int, p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``samples`` dropout masks over the head's features, (S, F), kept features scaled by 1 / (1 - p) as
+    ``F.dropout`` does; always the same masks (fixed seed), so a sampled score is deterministic. Made once
+    per device (a copy to the GPU per window batch would wait for the GPU each time)."""
+    return _cached_masks(samples, features, float(p), str(torch.device(device)))
 
 
 def sampled_moments(fl: torch.Tensor, w: torch.Tensor, b: torch.Tensor, masks: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Monte Carlo over ``masks`` (S, F) of softmax(dropout(f) @ w.T + b) for pixels ``fl`` (P, F).
 
-    Returns (mean (P, K), mean entropy (P,), channel-mean variance (P,)). The masked head is one matrix per
-    mask, so all samples of a chunk of pixels are one batched matrix product.
+    Returns (mean (P, K), mean entropy (P,), channel-mean variance (P,)). Per class the masked logits of a
+    chunk of pixels are one matrix product ``(f * w_k) @ masks.T`` (P, S); two classes need only the logit
+    difference, through a sigmoid.
     """
     k = w.shape[0]
-    ws = masks[:, :, None] * w.t()[None]  # (S, F, K)
+    mt = masks.t().contiguous()  # (F, S)
     n = fl.shape[0]
     mean = fl.new_zeros(n, k)
-    sq = fl.new_zeros(n, k)
     ent = fl.new_zeros(n)
-    step = max(1, (1 << 22) // (masks.shape[0] * k))
+    var = fl.new_zeros(n)
+    step = max(1, (1 << 22) // (mt.shape[1] * k))
     for i in range(0, n, step):
-        q = torch.softmax(torch.matmul(fl[i:i + step], ws) + b, -1)  # (S, Pc, K)
-        mean[i:i + step] = q.mean(0)
-        sq[i:i + step] = (q * q).mean(0)
-        ent[i:i + step] = entropy(q, -1).mean(0)
-    var = (sq - mean * mean).clamp_min_(0).mean(-1)
+        fc = fl[i:i + step]
+        if k == 2:
+            d = (fc * (w[1] - w[0])) @ mt + (b[1] - b[0])  # (Pc, S)
+            p1 = torch.sigmoid(d)
+            m1 = p1.mean(1)
+            mean[i:i + step, 1] = m1
+            mean[i:i + step, 0] = 1.0 - m1
+            var[i:i + step] = ((p1 * p1).mean(1) - m1 * m1).clamp_min_(0)  # the same for both classes
+            ent[i:i + step] = (F.softplus(d) - p1 * d).mean(1)
+        else:
+            q = torch.softmax(torch.stack([(fc * w[j]) @ mt for j in range(k)], 1) + b[None, :, None], 1)
+            m = q.mean(2)
+            mean[i:i + step] = m
+            var[i:i + step] = ((q * q).mean(2) - m * m).clamp_min_(0).mean(1)
+            ent[i:i + step] = entropy(q, 1).mean(1)
     return mean, ent, var
 
 
@@ -364,10 +408,11 @@ def mc_dropout_moments(net: Im2ImNet, f: torch.Tensor, samples: int, generator: 
     return mean, ent, (sq - mean * mean).clamp_min(0).mean(1, keepdim=True)
 
 
-def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, samples: int = 256
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, samples: int = 1024,
+                 margin_sigmas: float = MARGIN_SIGMAS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dropout-head statistics for backbone features ``f`` (B, F, *sp): the Gaussian approximation where it
-    holds, ``samples`` dropout masks where it does not (see the module docstring).
+    holds, ``samples`` dropout masks where it does not (see the module docstring). ``margin_sigmas=0``
+    gives the approximation alone (what the checks compare), ``float("inf")`` sampling everywhere.
 
     Returns ``(mean (B, K, *sp), mean per-pass entropy (B, 1, *sp), variance (B, 1, *sp))``.
     """
@@ -383,7 +428,7 @@ def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, sa
         return mu, torch.zeros_like(var), var
     k = w.shape[0]
     masks = dropout_masks(samples, w.shape[1], p, dev)
-    if quadrature_nodes(passes, k) > samples:  # the grid would cost more than sampling every pixel
+    if not uses_quadrature(passes, k) or math.isinf(margin_sigmas):  # sample every pixel
         fl = f.movedim(1, -1).reshape(-1, f.shape[1])
         sm, se, sv = sampled_moments(fl, w, b, masks)
         shape = (f.shape[0], *f.shape[2:])
@@ -404,11 +449,12 @@ def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, sa
         full = full + 1e-6 * torch.eye(n, dtype=cov.dtype, device=dev)
         chol = torch.linalg.cholesky_ex(full)[0].movedim(-2, 1).movedim(-1, 2)  # (B, n, n, *sp); no host sync
         pts, wts = _quadrature(passes, n)
+        pts = _on_device(pts, str(dev), (passes, n))
         mean = torch.zeros_like(mu)
         sq = torch.zeros_like(mu)
         ent = torch.zeros_like(mu[:, :1])
         z = torch.empty_like(mu)
-        for e, wt in zip(pts.to(dev), wts.tolist(), strict=True):
+        for e, wt in zip(pts, wts.tolist(), strict=True):
             z.copy_(mu)
             z[:, 1:] += (chol * e.view(1, 1, n, *([1] * (f.ndim - 2)))).sum(2)
             q = torch.softmax(z, 1)
@@ -424,13 +470,33 @@ def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, sa
         ia, ib = top.indices[:, 0].unsqueeze(-1), top.indices[:, 1].unsqueeze(-1)  # (B, *sp, 1)
         var_m = (ct.gather(-1, ia * k + ia) + ct.gather(-1, ib * k + ib) - 2 * ct.gather(-1, ia * k + ib))
         margin_sd = var_m.squeeze(-1).clamp_min(0).sqrt()[:, None]
-    flag = (margin < MARGIN_SIGMAS * margin_sd)[:, 0]  # (B, *sp)
+    flag = (margin < margin_sigmas * margin_sd)[:, 0]  # (B, *sp)
     if bool(flag.any()):  # one host read per window batch
         sm, se, sv = sampled_moments(f.movedim(1, -1)[flag], w, b, masks)
         mean.movedim(1, -1)[flag] = sm
         ent[:, 0][flag] = se
         var[:, 0][flag] = sv
     return mean, ent, var
+
+
+def check_against_sampling(net: Im2ImNet, f: torch.Tensor, passes: int, samples: int, reference: int = 3000,
+                           margin_sigmas: float = MARGIN_SIGMAS, generator: torch.Generator | None = None
+                           ) -> dict[str, float]:
+    """How far :func:`head_moments` is from textbook MC dropout with ``reference`` masks per pixel, for
+    backbone features ``f`` of a classification head: the largest per-pixel difference of the mean
+    probabilities, of BALD (divided by log K, as the maps are) and of the variance, and the image BALD of
+    both. The reference has its own sampling noise (about 0.01 on BALD at 3000 masks)."""
+    k = net.out.out_channels
+    rm, re, rv = mc_dropout_moments(net, f, reference, generator)
+    am, ae, av = head_moments(net, f, passes, True, samples, margin_sigmas)
+
+    def bald(m: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return (entropy(m, 1) - e[:, 0]).clamp_min(0) / math.log(k)
+
+    br, ba = bald(rm, re), bald(am, ae)
+    return {"mean": float((am - rm).abs().max()), "bald": float((ba - br).abs().max()),
+            "variance": float((av - rv).abs().max()), "bald_image_reference": float(br.mean()),
+            "bald_image": float(ba.mean())}
 
 
 def uncertainty_maps(stats: WindowStats, classify: bool) -> dict[str, torch.Tensor]:
