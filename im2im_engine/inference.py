@@ -17,7 +17,7 @@ linear in the dropout mask. Their mean is the deterministic logits and their cov
 no sampling at all). For classification the logit differences to class 0 are *approximated* as Gaussian
 with that covariance and integrated by Gauss-Hermite quadrature (about ``passes`` nodes) — an analytic
 approximation of MC dropout, not Monte Carlo. The true distribution is a sum of ``head_features`` two-point
-variables; checked against 4000 masks per pixel (``tests/im2im_engine/test_engine_uncertainty.py``,
+variables; checked against 3000 masks per pixel (:func:`check_against_sampling`, ``test_engine_uncertainty.py``,
 ``benchmarks/uncertainty.py``) the approximation is off where the logit margin between the two likeliest
 classes is within a few of its dropout standard deviations — the decision region, where a few dropped
 features can flip the class — and more so the larger the head's weights (BALD per pixel off by up to
@@ -299,7 +299,7 @@ def quadrature_nodes(passes: int, classes: int) -> int:
 def uses_quadrature(passes: int, classes: int) -> bool:
     """Whether the Gaussian approximation is integrated on a grid: for 2 classes, and for more while the grid
     has at least 3 nodes per axis (2 per axis integrates only cubics exactly). Its cost grows as
-    ``per_axis ** (classes - 1)``; with ``passes`` <= 64 that is at most 4 classes (3 at the default 8), and
+    ``per_axis ** (classes - 1)``; with ``passes`` <= 64 that is at most 5 classes (3 at the default 8), and
     beyond, every pixel is sampled instead."""
     return classes == 2 or _per_axis(passes, classes - 1) >= 3
 

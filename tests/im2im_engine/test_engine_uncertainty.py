@@ -92,7 +92,7 @@ def test_many_classes_are_sampled_everywhere(trained, features):
     cubics only). From 4 classes on (at 8 passes) every pixel is sampled instead."""
     assert quadrature_nodes(8, 2) == 8 and quadrature_nodes(8, 3) == 9 and quadrature_nodes(8, 10) == 512
     assert uses_quadrature(8, 2) and uses_quadrature(8, 3) and not uses_quadrature(8, 4)
-    assert uses_quadrature(27, 4) and not uses_quadrature(64, 5)
+    assert uses_quadrature(27, 4) and uses_quadrature(64, 5) and not uses_quadrature(64, 6)
     net = _head(trained.net, 10, 1.0)
     got = head_moments(net, features, 8, True, 256)
     everywhere = head_moments(net, features, 8, True, 256, margin_sigmas=float("inf"))
