@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` opens the app on the demo project, `make test` runs every check.
+# Set-up and checks. `make run` opens the app on the demo project, `make napari` the napari plugin on it,
+# `make test` runs every check.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,12 @@ DEMO   ?= demo-project
 # build, which on Linux brings several GB of CUDA packages. 2.13.0 is the CPU build our machines carry.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run demo test lint clean
+# `make lowest`: a separate virtualenv with every direct dependency at its lower bound, and the fast tests
+# (without the optional napari plugin, whose napari needs newer pydantic/scipy/superqt than the app does).
+LOWEST ?= .venv-lowest
+LPY    := $(LOWEST)/bin/python
+
+.PHONY: install run napari demo test test-fast lint lowest clean
 
 install: $(STAMP)
 
@@ -19,8 +25,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The window needs the X11 libraries of Qt's xcb plugin: app.qt_deps names the Debian packages missing (and,
+# as root with apt-get, installs them) before anything else is built.
 run: install
+	@$(PY) -m app.qt_deps --install
 	$(VENV)/bin/im2im-active demo --project $(DEMO)
+
+# napari comes with the dev extra (its tests run in `make test`); users install `im2im-active[napari]`
+napari: install
+	$(PY) -m app.napari $(DEMO) --demo
 
 lint: install
 	$(VENV)/bin/ruff check app annotation im2im_engine tests benchmarks resources
@@ -29,5 +42,19 @@ lint: install
 test: lint
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q
 
+# The tests that train or start engine workers for more than a few seconds are marked slow: the rest.
+test-fast: install
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -m "not slow"
+
+lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LPY) -m pip install -q --upgrade pip
+	$(PYTHON) .ci/lowest_constraints.py pyproject.toml > $(LOWEST)/constraints.txt
+	$(LPY) -m pip install -q "$(TORCH)"
+	$(LPY) -m pip install -q -c $(LOWEST)/constraints.txt -e ".[test]"
+	$(LPY) -m pip check
+	QT_QPA_PLATFORM=offscreen $(LPY) -m pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/app/napari
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) $(DEMO) .pytest_cache .ruff_cache

@@ -19,6 +19,10 @@ Which images, in order of preference:
 
 Round 0 has no parent: the model must agree with the check labels at least ``loop.min_agreement`` (Dice
 of the foreground); a model that learnt nothing (0 steps, diverged, all background) does not.
+
+Denoise projects have no labels: the same rules apply with the Noise2Void judgement instead, the PSNR of
+blind-spot predictions of a fixed set of hidden pixels against their noisy values (``blindspot_psnr``,
+see :meth:`im2im_engine.Engine.blindspot_psnr`), on an image left out of the round.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from .project import LoopSettings
 from .trainset import check_entry
 
 #: The metric that compares parent and child, per task (higher is better for all three).
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "blindspot_psnr"}
 
 RULE_WORDS = {
     "held-out": "held-out done images",

@@ -27,7 +27,8 @@ def ensure_demo_project(
         return root
     data = root / "data"
     write_demo_dataset(data, n_images=n_images, size=size, seed=seed, three_d=three_d)
-    project, _ = init_project(root, data / "images", pseudo="otsu", task=task, progress=progress)
+    pseudo = "watershed" if task == "instance" else "otsu"  # touching nuclei split apart
+    project, _ = init_project(root, data / "images", pseudo=pseudo, task=task, progress=progress)
     project.store.set_meta("demo_truth", str((data / "truth").resolve()))
     project.close()
     return root

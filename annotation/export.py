@@ -113,6 +113,7 @@ def provenance(project: Project, version: int | None = None) -> dict:
         "lineage": lineage[::-1],
         "corrected_images_in_project": n_corrected_now,
         "config": _model_config(project, row),
+        "config_history": store.get_meta("config_history", []),  # e.g. `auto --apply`: which search, why
     }
 
 

@@ -97,9 +97,12 @@ def reap_stale_jobs(project: Project) -> list[int]:
 
 def run_job(
     project: Project, kind: str, spec: dict[str, Any], *, on_event: EventCallback | None = None,
-    should_stop: StopCheck | None = None, model_version: int | None = None,
+    should_stop: StopCheck | None = None, model_version: int | None = None, worker_kind: str | None = None,
 ) -> JobOutcome:
     """Run one engine job to the end (blocking; call from a thread worker in the GUI).
+
+    ``kind`` names the job in the jobs table and its folder; ``worker_kind`` is what the engine worker runs
+    (train, score, predict), when it differs (a configuration search records its trainings as ``auto``).
 
     ``should_stop`` is polled several times a second; when it returns True the worker gets SIGTERM (or
     ``scancel``) and stops within one training step, keeping its last good checkpoint.
@@ -115,7 +118,7 @@ def run_job(
         job_dir = project.jobs_dir / f"{job_id:05d}-{kind}"
         job_dir.mkdir(parents=True, exist_ok=True)
         spec_path = job_dir / "job.json"
-        spec_path.write_text(json.dumps({**spec, "kind": kind}, indent=1))
+        spec_path.write_text(json.dumps({**spec, "kind": worker_kind or kind}, indent=1))
         log_path = job_dir / "worker.log"
 
         def on_state(status: str) -> None:  # a cluster job went from queued to running

@@ -23,7 +23,7 @@ from . import acceptance, strategies
 from .acceptance import PRIMARY_METRIC
 from .integrity import check_images
 from .jobs import JobError, run_job
-from .project import Project
+from .project import Project, ProjectError
 from .store.db import now
 from .trainset import build_trainset, check_entry, remove_folder, training_weights, usable_images
 
@@ -82,8 +82,9 @@ def train_round(
     check_images(project)
     parent = store.current_model
     round_no = 0 if parent is None else store.model(parent)["round"] + 1
+    fresh = parent is not None and network_changed(project, parent)  # e.g. after `auto --apply`: no fine-tuning
     if steps is None:
-        steps = settings.finetune_steps if parent is not None else None  # None: the config's training.steps
+        steps = settings.finetune_steps if parent is not None and not fresh else None  # None: training.steps
     if parent is not None:
         _record_correction_agreement(project, parent)
     version = int(store.scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM models"))
@@ -97,13 +98,15 @@ def train_round(
         remove_folder(scratch)
         raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
     config = project.engine_config_dict()
-    if parent is not None:  # fine-tuning: a gentler learning rate so a few corrections do not wash out v1
+    if parent is not None and not fresh:  # fine-tuning: a gentler learning rate so corrections do not wash out v1
         training = dict(config.get("training") or {})
         training["lr"] = float(training.get("lr", 1e-3)) * settings.finetune_lr_scale
         config = {**config, "training": training}
     spec = {
         "config": config,
-        "checkpoint": str(checkpoint_path(project, parent)) if parent is not None else None,
+        "checkpoint": str(checkpoint_path(project, parent)) if parent is not None and not fresh else None,
+        # a parent of another network (the configuration changed) is judged with its own config
+        "parent_checkpoint": str(checkpoint_path(project, parent)) if fresh else None,
         "output_dir": str(out), "steps": steps, "train": train, "val": [], "check": check,
         **job_roots(project, train + check),
     }
@@ -126,6 +129,8 @@ def train_round(
     report = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     n_corrected = data.n_corrected + sum(e.get("version") == "corrected" for e in data.check)
     source = "pseudo labels" + (f" and {n_corrected} corrected images" if n_corrected else "")
+    if project.task == "denoise":
+        source = "the noisy images (Noise2Void)"
     verdict = _check(project, rule, check, report, version, parent, source)
     report["check"] = verdict.to_dict()
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2))
@@ -163,7 +168,7 @@ def _check(project: Project, rule: str, check: list[dict], report: dict, version
     before = measured.get("parent") or {}
     verdict = acceptance.Check(
         rule=rule, images=[e["name"] for e in check], metric=key, child=child.get(key), parent=before.get(key),
-        floor_metric="dice" if project.task != "regression" else "", child_floor_value=child.get("dice"),
+        floor_metric="dice" if project.task in ("semantic", "instance") else "", child_floor_value=child.get("dice"),
         per_image=measured.get("per_image") or {},
     )
     if rule == "held-out" and project.task != "regression":
@@ -186,6 +191,25 @@ def _pseudo_agreement(project: Project, check: list[dict], key: str) -> float | 
         trust = None if ignore is None else ignore == 0
         values.append(ap50(pseudo, corrected) if key == "ap50" else dice(pseudo, corrected, trust))
     return float(np.mean(values)) if values else None
+
+
+def network_changed(project: Project, version: int) -> bool:
+    """True when the project's config builds another network than model ``version`` was trained with (its
+    checkpoint cannot be fine-tuned: the next round trains anew and is compared with it on held-out images)."""
+    from im2im_engine.config import ConfigError, load_config
+
+    path = checkpoint_path(project, version).parent / "config.yaml"
+    if not path.exists():
+        return False
+    try:
+        old, new = load_config(path), project.engine_config()
+    except (ConfigError, ProjectError):
+        return False
+
+    def shape(c) -> tuple:
+        return c.data.spatial_dims, c.data.in_channels, c.model.model_dump(), c.task.kind, c.task.output_channels
+
+    return shape(old) != shape(new)
 
 
 def _record_correction_agreement(project: Project, parent: int) -> None:
@@ -294,12 +318,14 @@ def label_sources(project: Project) -> dict[int, str]:
     return best
 
 
-def _candidates(project: Project, exclude_done: bool = True) -> tuple[list[strategies.Candidate], dict, dict]:
+def _candidates(project: Project, exclude_done: bool = True, version: int | None = None
+                ) -> tuple[list[strategies.Candidate], dict, dict]:
     """Queue candidates, review states and image names, from one light pass over the images table (the
     queue of a 10,000-image project is rebuilt after every round, so no per-row JSON parsing here).
-    Done, excluded, missing and test images are never candidates."""
+    Done, excluded, missing and test images are never candidates. Scores are ``version``'s (default: the
+    current model's)."""
     store = project.store
-    version = store.current_model
+    version = store.current_model if version is None else version
     rows = {r["image_id"]: r for r in store.scores(version)} if version is not None else {}
     images = store.query("SELECT id, name, split, state, review, excluded FROM images ORDER BY id")
     states = {im["id"]: im["review"] for im in images if im["excluded"] is None}
@@ -335,11 +361,14 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
     return _entries(names, keys, cands, states, strategy)
 
 
-def queue(project: Project, strategy: str | None = None, state: str | None = None) -> list[QueueEntry]:
-    """Every image, ranked for the queue panel: not done by the strategy, done ones at the end."""
+def queue(project: Project, strategy: str | None = None, state: str | None = None,
+          version: int | None = None) -> list[QueueEntry]:
+    """Every image, ranked for the queue panel: not done by the strategy, done ones at the end. Ranked by
+    the scores of model ``version`` (default: the current model; the GUI keeps the last complete ranking
+    while a new model's scoring runs)."""
     strategy = strategy or project.loop.strategy
-    cands, states, names = _candidates(project)
-    keys = strategies.rank(cands, strategy) if cands else []
+    cands, states, names = _candidates(project, version=version)
+    keys = strategies.rank(cands, strategy, labeled_embeddings=_labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]
     entries = _entries(names, keys, cands, states, strategy)
     return [e for e in entries if state is None or e.state == state]

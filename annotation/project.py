@@ -24,7 +24,7 @@ from im2im_engine.atomic import atomic_write_text
 
 from .store import Store, StoreError
 
-TASKS = ("semantic", "instance", "regression")
+TASKS = ("semantic", "instance", "regression", "denoise")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 
 
@@ -92,7 +92,7 @@ def _format_validation(source: str, exc: ValidationError) -> str:
 
 
 def preset_path(task: str, three_d: bool) -> Path:
-    name = {"semantic": "semantic", "instance": "instance", "regression": "denoise"}[task]
+    name = {"semantic": "semantic", "instance": "instance", "regression": "denoise", "denoise": "denoise_n2v"}[task]
     path = CONFIG_DIR / f"{name}_{'3d' if three_d else '2d'}.yaml"
     if not path.exists():
         raise ProjectError(f"{path}: no bundled preset for a {'3D' if three_d else '2D'} {task} task; pass --config")
@@ -254,43 +254,12 @@ def build_config(task: str, three_d: bool, n_channels: int, user_config: str | o
         data["in_channels"] = n_channels
     config.setdefault("loop", {})
     check_config(config, str(source))  # errors name the file the user wrote
+    from .fitting import fit_windows
+
     notes = fit_windows(config, spatial_shapes or [])
     if notes:
         check_config(config, str(source))
     return config, notes
-
-
-def fit_windows(config: dict, spatial_shapes: list[tuple[int, ...]]) -> list[str]:
-    """Cut ``data.patch_size`` and ``inference.roi_size`` to the images, in place; return what changed.
-
-    A training patch larger than the smallest image is mostly padding, and a window larger than every
-    image only adds padding to predict on: per axis, the patch becomes at most the smallest image and the
-    window at most the largest, both rounded to the network's stride (which sizes must be divisible by).
-    """
-    from im2im_engine.networks import total_stride
-
-    shapes = [tuple(int(v) for v in s) for s in spatial_shapes]
-    cfg = validate_engine_config({k: v for k, v in config.items() if k not in APP_SECTIONS}, "config")
-    d = cfg.data.spatial_dims
-    shapes = [s[-d:] for s in shapes if len(s) >= d]
-    if not shapes:
-        return []
-    stride = total_stride(cfg)
-    smallest = [min(s[a] for s in shapes) for a in range(d)]
-    largest = [max(s[a] for s in shapes) for a in range(d)]
-    notes = []
-    for section, key, limit, rounding in (("data", "patch_size", smallest, "down"),
-                                          ("inference", "roi_size", largest, "up")):
-        old = list(getattr(getattr(cfg, section), key))
-        new = []
-        for size, lim, k in zip(old, limit, stride, strict=True):
-            fitted = (lim // k) * k if rounding == "down" else -(-lim // k) * k
-            new.append(min(size, max(k, fitted)))
-        if new != old:
-            config.setdefault(section, {})[key] = new
-            what = "smallest" if rounding == "down" else "largest"
-            notes.append(f"{section}.{key}: {old} -> {new} (the {what} image is {'×'.join(map(str, limit))})")
-    return notes
 
 
 def remove_partial(path: Path) -> None:

@@ -12,7 +12,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 
-METHODS = ("otsu",)
+#: Pseudo-label methods, in words (what the CLI's ``--pseudo`` and the wizard offer).
+METHODS = {
+    "otsu": "Otsu threshold + connected components",
+    "watershed": "Otsu threshold + distance-transform watershed (splits touching objects)",
+}
 
 
 def _as_intensity(image: np.ndarray) -> np.ndarray:
@@ -49,10 +53,25 @@ def split_instances(foreground: np.ndarray, min_distance: int = 5) -> np.ndarray
     return segmentation.watershed(-smooth, markers, mask=foreground).astype(np.int32)
 
 
-def otsu_pseudo_labels(image: np.ndarray, task: str) -> np.ndarray:
-    """Label image for ``task``: instance ids for 'instance', class 1 on foreground for 'semantic'."""
-    intensity = _as_intensity(image)
-    fg = otsu_foreground(intensity)
+def methods_for(task: str) -> list[str]:
+    """The pseudo-label methods that make sense for ``task`` (the watershed only splits instances)."""
     if task == "instance":
-        return split_instances(fg)
+        return ["watershed", "otsu"]
+    return ["otsu"] if task == "semantic" else []
+
+
+def pseudo_labels(image: np.ndarray, task: str, method: str = "otsu") -> np.ndarray:
+    """Label image for ``task`` by ``method`` (see :data:`METHODS`): class 1 on foreground for 'semantic';
+    instance ids for 'instance': one per connected component (``otsu``) or split by a distance-transform
+    watershed (``watershed``)."""
+    if method not in METHODS:
+        raise ValueError(f"pseudo-label method must be one of {', '.join(METHODS)}, got {method!r}")
+    fg = otsu_foreground(_as_intensity(image))
+    if task == "instance":
+        return split_instances(fg) if method == "watershed" else measure.label(fg).astype(np.int32)
     return fg.astype(np.int32)
+
+
+def otsu_pseudo_labels(image: np.ndarray, task: str) -> np.ndarray:
+    """The default classical pipeline for ``task``: touching instances split by the watershed."""
+    return pseudo_labels(image, task, "watershed" if task == "instance" else "otsu")

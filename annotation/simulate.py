@@ -25,6 +25,7 @@ from .corrections import apply_mask
 from .importer import file_stem, fit_mask_to_task
 from .loop import next_images, score, train_round
 from .project import Project, ProjectError
+from .pseudo import METHODS
 from .setup import init_project
 
 Log = Callable[[str], None]
@@ -34,7 +35,7 @@ Log = Callable[[str], None]
 class SimulationSettings:
     images: Path
     truth: Path
-    pseudo: str  # "otsu" or a folder of masks
+    pseudo: str  # a method of annotation.pseudo.METHODS ("otsu", "watershed") or a folder of masks
     strategies: list[str]
     rounds: int
     per_round: int
@@ -79,9 +80,9 @@ def _base_project(settings: SimulationSettings, log: Log) -> tuple[Path, list[in
     base = settings.out / "runs" / "base"
     if base.exists():
         shutil.rmtree(base)
-    labels = None if settings.pseudo == "otsu" else settings.pseudo
+    labels = None if settings.pseudo in METHODS else settings.pseudo
     project, _ = init_project(base, settings.images, labels_dir=labels,
-                              pseudo="otsu" if labels is None else None, task=settings.task,
+                              pseudo=settings.pseudo if labels is None else None, task=settings.task,
                               config_path=settings.config)
     with project:
         ids = [im.id for im in project.store.images()]

@@ -130,8 +130,9 @@ def trusted_pixels(weight: np.ndarray, version: str, weights: dict[str, float]) 
 
 
 def check_entry(entry: dict) -> dict:
-    """A training entry as a check entry: judged on its trusted pixels only."""
-    return {**entry, "weight": entry.get("trust", entry["weight"])}
+    """A training entry as a check entry: judged on its trusted pixels only (a denoise entry has none)."""
+    weight = entry.get("trust") or entry.get("weight")
+    return {**entry, "weight": weight} if weight else dict(entry)
 
 
 def _target(store: Store, image: ImageRecord) -> tuple[np.ndarray, str] | None:
@@ -179,6 +180,10 @@ def build_trainset(project: Project, folder: Path, weights: dict[str, float], va
     folder.mkdir(parents=True, exist_ok=True)
     if project.task == "regression":
         return build_regression_trainset(project, folder, val_fraction)
+    if project.task == "denoise":  # Noise2Void: the images alone (annotation/denoise.py)
+        from .denoise import build_denoise_trainset
+
+        return build_denoise_trainset(project, folder)
     held_out = set(assign_validation(store, val_fraction))
     result = TrainSet()
     digest = hashlib.blake2b(digest_size=16)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .cli import EXIT_CANCELLED, EXIT_OK, StepProgress
+from .cli import EXIT_CANCELLED, EXIT_OK, STRATEGIES, StepProgress, fraction, positive_int, strategy_list
 
 
 class _CtrlC:
@@ -105,14 +105,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from annotation.simulate import SimulationSettings, run_simulation
     from annotation.strategies import STRATEGIES
 
-    names = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    names = args.strategy  # checked by the parser (strategy_list)
     unknown = [s for s in names if s not in STRATEGIES]
-    if unknown:
+    if unknown:  # the parser's list and annotation.strategies disagree: a bug, said plainly
         from .cli import CliError
 
         raise CliError(f"unknown strategy {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
+    pseudo = args.pseudo or ("watershed" if args.task == "instance" else "otsu")
     settings = SimulationSettings(
-        images=Path(args.images), truth=Path(args.truth), pseudo=args.pseudo, strategies=names,
+        images=Path(args.images), truth=Path(args.truth), pseudo=pseudo, strategies=names,
         rounds=args.rounds, per_round=args.per_round, out=Path(args.out), seeds=args.seeds,
         test_fraction=args.test_fraction, steps=args.steps, initial_steps=args.initial_steps, task=args.task,
         config=Path(args.config) if args.config else None,
@@ -122,10 +123,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _strategy_help(default: str) -> str:
+    return f"query strategy, one of: {', '.join(STRATEGIES)} ({default})"
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("train", cmd_train, "train a model round (v1 from pseudo labels, then fine-tuning), then re-score")
     p.add_argument("project")
-    p.add_argument("--steps", type=int, help="training steps (default: config)")
+    p.add_argument("--steps", type=positive_int, help="training steps, a whole number >= 1 (default: the config's "
+                   "training.steps for v1, loop.finetune_steps after)")
     p.add_argument("--no-score", action="store_true", help="do not re-score the images afterwards")
 
     p = add("score", cmd_score, "predict and rank every uncorrected image with the current model")
@@ -133,27 +139,34 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = add("next", cmd_next, "list the images to correct next")
     p.add_argument("project")
-    p.add_argument("-n", type=int, help="how many (default: loop.batch_size)")
-    p.add_argument("--strategy", help="query strategy (default: loop.strategy)")
+    p.add_argument("-n", type=positive_int, help="how many (default: loop.batch_size)")
+    p.add_argument("--strategy", choices=STRATEGIES, metavar="NAME",
+                   help=_strategy_help("default: loop.strategy in config.yaml"))
     p.add_argument("--json", action="store_true")
 
-    p = add("correct", cmd_correct, "store a corrected mask for one image")
+    p = add("correct", cmd_correct, "store a corrected mask for one image and mark the image done")
+    p.description = ("Store a whole mask as the corrected label of one image, as one edit (undoable in the app). "
+                     "A whole mask is your answer for every pixel, so the image is marked done: all its pixels "
+                     "count fully in training and it leaves the queue.")
     p.add_argument("project")
     p.add_argument("image", help="image id, name or path")
-    p.add_argument("--mask", required=True, help="label image of the same size")
+    p.add_argument("--mask", required=True, help="label image of the same size (marks the image done)")
 
     p = add("simulate", cmd_simulate, "compare query strategies with ground truth standing in for a person")
     p.add_argument("--images", required=True)
     p.add_argument("--truth", required=True, help="true masks, matched to images by file stem")
-    p.add_argument("--pseudo", default="otsu", help="'otsu' or a folder of pseudo-label masks")
-    p.add_argument("--strategy", required=True, help="comma-separated: least_confidence,margin,entropy,bald,"
-                   "batch_diversity,random")
-    p.add_argument("--rounds", type=int, required=True)
-    p.add_argument("--per-round", type=int, required=True)
-    p.add_argument("--seeds", type=int, default=3, help="repeat with this many seeds; mean and spread reported")
-    p.add_argument("--test-fraction", type=float, default=0.25)
-    p.add_argument("--steps", type=int, help="fine-tuning steps per round")
-    p.add_argument("--initial-steps", type=int, help="steps of round 0 (default: the config's training.steps)")
+    p.add_argument("--pseudo", help="'otsu', 'watershed' or a folder of pseudo-label masks (default: watershed "
+                   "for instance, otsu for semantic)")
+    p.add_argument("--strategy", required=True, type=strategy_list, metavar="S[,S...]",
+                   help=f"comma-separated query strategies: {', '.join(STRATEGIES)}")
+    p.add_argument("--rounds", type=positive_int, required=True)
+    p.add_argument("--per-round", type=positive_int, required=True)
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="repeat with this many seeds; mean and spread reported")
+    p.add_argument("--test-fraction", type=fraction, default=0.25)
+    p.add_argument("--steps", type=positive_int, help="fine-tuning steps per round")
+    p.add_argument("--initial-steps", type=positive_int,
+                   help="steps of round 0 (default: the config's training.steps)")
     p.add_argument("--task", choices=["semantic", "instance"], default="semantic")
     p.add_argument("--config", help="engine YAML config (default: the bundled preset for the task)")
     p.add_argument("--out", required=True)

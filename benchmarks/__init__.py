@@ -18,4 +18,5 @@ BENCHMARKS: list[tuple[int, str]] = [
     (7, "loop_turn"),
     (8, "queue_open"),
     (9, "memory"),
+    (10, "diversity"),
 ]

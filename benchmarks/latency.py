@@ -76,6 +76,21 @@ def run(quick: bool) -> list[Result]:
         project.close()
     p_idle, p_busy = percentile(idle, 95), percentile(busy, 95)
     ratio = p_busy / max(p_idle, 1e-3)
+    return [*_desktop_row(idle, busy, p_idle, p_busy, ratio, seconds, rounds), *_napari_rows(quick)]
+
+
+def _napari_rows(quick: bool) -> list[Result]:
+    """#5.napari: the same measure in napari with the plugin (its own module; a failure is its row's note)."""
+    from .napari_latency import _skipped
+    from .napari_latency import run as napari_run
+
+    try:
+        return napari_run(quick)
+    except Exception as exc:  # the desktop row must survive a napari problem
+        return _skipped(f"failed: {type(exc).__name__}: {exc}")
+
+
+def _desktop_row(idle, busy, p_idle, p_busy, ratio, seconds, rounds) -> list[Result]:
     return [Result(
         id="5", what="GUI event-loop lateness while a training round runs", unit="ms between 5 ms ticks",
         ours=spread(busy), baseline=spread(idle), ratio={"median": ratio, "q1": ratio, "q3": ratio, "n": 1},

@@ -159,7 +159,7 @@ class Engine:
         """
         uc = self.config.uncertainty
         method = method or uc.method
-        classify = self.config.task.kind != "regression"
+        classify = self.config.task.classify
         mode = {"bald": "mc", "variance": "mc", "tta": "tta"}.get(method, "plain")
         if mode == "mc" and self.config.model.dropout <= 0:
             raise ConfigError(f"uncertainty.method {method} needs model.dropout > 0 (MC dropout)")
@@ -182,14 +182,37 @@ class Engine:
         return emb
 
     # ------------------------------------------------------------------ evaluation
+    def blindspot_psnr(self, image: np.ndarray, name: str = "") -> float:
+        """Denoising without clean truth, judged the Noise2Void way: hide a fixed stratified set of pixels
+        (the training masking, seeded by the image's name so every model sees the same), predict them from
+        their neighbours, and take the PSNR of the predictions against the hidden noisy values (normalised
+        units). Pixel-wise independent noise adds the same constant error to every model, so a higher value
+        is a better denoiser of this image; it compares models on the same image, it is not a PSNR to truth.
+        """
+        import zlib
+
+        from .n2v import Masker
+
+        x = self._prepare(image)[None]
+        masked, mask = Masker(self.config, seed=zlib.crc32(name.encode())).mask(x)
+        out = self._predictor().run(masked[0], "plain").output.cpu().numpy()  # stitched on the GPU when it fits
+        hidden = mask[0] > 0
+        mse = float(np.mean((out[hidden] - x[0][hidden]) ** 2)) if hidden.any() else 0.0
+        value_range = float(x.max() - x.min()) or 1.0
+        return float(10 * np.log10(value_range**2 / max(mse, 1e-12)))
+
     def evaluate(self, samples: list[Sample]) -> dict[str, float]:
-        """Mean task metrics over samples: dice/iou (semantic), dice/ap50 (instance), psnr/ssim (regression).
+        """Mean task metrics over samples: dice/iou (semantic), dice/ap50 (instance), psnr/ssim (regression;
+        denoise against a clean target, in raw image units).
 
         Pixels with weight 0 are excluded from dice/iou (ignored regions carry no truth).
         """
         task = self.config.task
         rows: list[dict[str, float]] = []
         for s in samples:
+            if s.target is None and task.kind == "denoise":
+                rows.append({"blindspot_psnr": self.blindspot_psnr(s.image, s.name)})
+                continue
             if s.target is None:
                 raise ValueError(f"sample {s.name!r}: evaluation needs a target")
             pred = self.predict(s.image)
@@ -202,6 +225,13 @@ class Engine:
             elif task.kind == "instance":
                 row = {"dice": dice(pred.labels, truth, mask), "iou": iou(pred.labels, truth, mask),
                        "ap50": ap50(pred.labels, truth)}
+            elif task.kind == "denoise":  # against clean truth, in the image's raw units
+                from .n2v import to_raw_units
+
+                out = to_raw_units(pred.output, s.image, self.config)
+                t = truth.astype(np.float32).reshape(out.shape)
+                rng = float(t.max() - t.min()) or 1.0
+                row = {"psnr": psnr(out, t, rng), "ssim": ssim(out, t, rng)}
             else:
                 t = prepare_target(truth, self.config)
                 rng = float(t.max() - t.min()) or 1.0

@@ -77,9 +77,15 @@ class ModelConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     head_features: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # N2V2's anti-checkerboard changes (UNet only; see im2im_engine/n2v_nets.py)
+    blur_pool: bool = False  # down layers at stride 1, then a binomial blur and sub-sampling
+    top_skip: bool = True  # false: no outermost skip connection
 
     @model_validator(mode="after")
     def _params_known(self) -> ModelConfig:
+        if (self.blur_pool or not self.top_skip) and self.name != "UNet":
+            key = "blur_pool" if self.blur_pool else "top_skip"
+            raise ValueError(f"{key}: only available for name UNet (got {self.name!r})")
         from monai.networks import nets
 
         sig = inspect.signature(getattr(nets, self.name).__init__)
@@ -97,37 +103,79 @@ class InstanceConfig(_Section):
 
     boundary_width: int = Field(1, ge=1, le=5)
     fg_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # P(interior) + P(boundary)
-    seed_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # P(interior) for watershed seeds
-    min_size: int = Field(8, ge=0)  # objects (and seeds) smaller than this are dropped
+    seed_threshold: float = Field(0.5, gt=0.0, lt=1.0)  # seeds only where P(interior) is above this
+    min_size: int = Field(8, ge=0)  # objects smaller than this are dropped
+    seed_distance: int = Field(5, ge=1, le=64)  # seeds (maxima of distance x P(interior)) at least this far apart
+
+
+class StructMaskConfig(_Section):
+    """structN2V: also hide a line of neighbours of every masked pixel, for noise correlated along it."""
+
+    axes: Literal["horizontal", "vertical", "cross"] = "horizontal"  # along X, along Y, or both (YX plane)
+    span: int = Field(5, ge=3, le=15)  # odd; the line is ``span`` pixels long, centred on the masked pixel
+
+    @field_validator("span")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd (got {v})")
+        return v
+
+
+class N2VConfig(_Section):
+    """Blind-spot masking of Noise2Void (``uniform``: a random neighbour) / N2V2 (``median`` of the window).
+
+    Defaults are CAREamics': 0.2 % of the pixels of each patch, one per stratum, window 11. See
+    :mod:`im2im_engine.n2v`.
+    """
+
+    strategy: Literal["uniform", "median"] = "uniform"
+    masked_percent: float = Field(0.2, ge=0.05, le=10.0)  # percent of pixels masked per patch and channel
+    window: int = Field(11, ge=3, le=21)  # odd; neighbourhood the replacement comes from
+    struct_mask: StructMaskConfig | None = None
+    independent_channels: bool = True  # each channel denoised on its own (channels folded into the batch)
+
+    @field_validator("window")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd (got {v})")
+        return v
 
 
 class TaskConfig(_Section):
-    kind: Literal["semantic", "instance", "regression"] = "semantic"
+    kind: Literal["semantic", "instance", "regression", "denoise"] = "semantic"
     num_classes: int = Field(2, ge=2)  # semantic only, includes background
-    out_channels: int = Field(1, ge=1)  # regression only
-    loss: Literal["dice_ce", "ce", "dice", "l1", "mse"] | None = None  # None: dice_ce / l1 by task
+    out_channels: int = Field(1, ge=1)  # regression only (denoise: always data.in_channels)
+    loss: Literal["dice_ce", "ce", "dice", "l1", "mse"] | None = None  # None: dice_ce / l1 / mse by task
     normalize_target: bool = True  # regression: percentile-normalise targets like inputs
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    n2v: N2VConfig = Field(default_factory=N2VConfig)  # denoise only
 
     @model_validator(mode="after")
     def _loss_fits(self) -> TaskConfig:
         if self.loss is None:
             return self
         seg = ("dice_ce", "ce", "dice")
-        if self.kind == "regression" and self.loss in seg:
-            raise ValueError(f"loss: must be one of l1, mse for regression (got {self.loss!r})")
-        if self.kind != "regression" and self.loss not in seg:
+        if not self.classify and self.loss in seg:
+            raise ValueError(f"loss: must be one of l1, mse for {self.kind} (got {self.loss!r})")
+        if self.classify and self.loss not in seg:
             raise ValueError(f"loss: must be one of dice_ce, ce, dice for {self.kind} (got {self.loss!r})")
         return self
 
     @property
+    def classify(self) -> bool:
+        """Class probabilities (semantic, instance) rather than intensities (regression, denoise)."""
+        return self.kind in ("semantic", "instance")
+
+    @property
     def output_channels(self) -> int:
         """Channels the network head produces for this task."""
-        return {"semantic": self.num_classes, "instance": 3, "regression": self.out_channels}[self.kind]
+        return {"semantic": self.num_classes, "instance": 3}.get(self.kind, self.out_channels)
 
     @property
     def resolved_loss(self) -> str:
-        return self.loss or ("l1" if self.kind == "regression" else "dice_ce")
+        return self.loss or {"regression": "l1", "denoise": "mse"}.get(self.kind, "dice_ce")
 
 
 class Weights(_Section):
@@ -226,10 +274,34 @@ class EngineConfig(_Section):
             raise ValueError(
                 f"uncertainty.method: must be one of variance, tta for regression (got {self.uncertainty.method!r})"
             )
+        if self.task.kind == "denoise":
+            _denoise_consistent(self)
         return self
 
 
 Config = EngineConfig
+
+
+def _denoise_consistent(cfg: EngineConfig) -> None:
+    """Denoising (N2V): output channels are the input channels, TTA is the uncertainty, the window fits.
+
+    ``task.out_channels`` follows ``data.in_channels`` unless set explicitly (then it must match), so a
+    preset stays valid when a project sets the channel count of its images.
+    """
+    task, data = cfg.task, cfg.data
+    if "out_channels" not in task.model_fields_set:
+        task.out_channels = data.in_channels
+    elif task.out_channels != data.in_channels:
+        raise ValueError(f"task.out_channels: must equal data.in_channels ({data.in_channels}) for denoise "
+                         f"(got {task.out_channels})")
+    if "method" not in cfg.uncertainty.model_fields_set:
+        cfg.uncertainty.method = "tta"
+    elif cfg.uncertainty.method != "tta":
+        raise ValueError(f"uncertainty.method: must be tta for denoise (got {cfg.uncertainty.method!r})")
+    window = task.n2v.window
+    if any(p < window for p in data.patch_size):
+        raise ValueError(f"data.patch_size: every size must be >= task.n2v.window ({window}) for denoise "
+                         f"(got {data.patch_size})")
 
 
 def _format_error(err: dict) -> str:

@@ -145,9 +145,12 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator, patch: 
     and index preferred patch centres."""
     image = normalize(as_channel_first(sample.image, cfg), cfg.data)
     sp = image.shape[1:]
-    if sample.target is None:
+    if cfg.task.kind == "denoise":  # blind-spot training: the image is its own target (see n2v.py)
+        target = np.zeros((0, *sp), np.float32)
+    elif sample.target is None:
         raise ValueError(f"sample {sample.name!r}: training needs a target")
-    target = prepare_target(sample.target, cfg)
+    else:
+        target = prepare_target(sample.target, cfg)
     if tuple(target.shape[-len(sp):]) != tuple(sp):
         raise ValueError(f"sample {sample.name!r}: target shape {target.shape} does not match image {sp}")
     weight = np.ones(sp, np.float32) if sample.weight is None else np.asarray(sample.weight, np.float32)
@@ -159,7 +162,7 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator, patch: 
     weight = _pad_to(weight, patch, "constant")
     pools = []
     valid = weight > 0
-    if cfg.task.kind != "regression":
+    if cfg.task.classify:
         pools.append(np.flatnonzero(valid & (target > 0)))
     corrected = weight >= cfg.training.weights.painted
     n_corr = int(corrected.sum())

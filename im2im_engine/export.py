@@ -170,7 +170,7 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
         "input": {"channels": cfg.data.in_channels, "dtype": "float32",
                   "normalization": cfg.data.normalization, "percentiles": list(cfg.data.percentiles),
                   "size_multiple_of": total_stride(cfg)},
-        "output": {"kind": "regression" if task.kind == "regression" else "probabilities",
+        "output": {"kind": "probabilities" if task.classify else "regression",
                    "channels": channel_names(cfg)},
         "sliding_window": {"roi_size": list(inf.roi_size), "overlap": inf.overlap, "mode": inf.mode,
                            "sigma_scale": inf.sigma_scale, "padding": "constant 0"},
@@ -209,7 +209,7 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
         "",
         "## Files",
         f"* `{model_file}`: the network in eval mode (dropout off) followed by "
-        f"{'softmax' if cfg.task.kind != 'regression' else 'nothing (regression values)'}.",
+        f"{'softmax' if cfg.task.classify else 'nothing (regression values)'}.",
         "* `config.yaml`: the resolved engine configuration; `provenance.json`: where the model comes from;",
         "  `export.json`: the pre/post-processing below, machine readable.",
         "* `test_input.npy` (raw image crop) / `test_output.npy` (the engine's output on it).",
@@ -322,7 +322,7 @@ def _build(engine: Any, fmt: str, folder: Path, provenance: dict, sample: np.nda
     say = progress or (lambda d, t, w: None)
     eng = cpu_engine(engine)
     cfg = eng.config
-    classify = cfg.task.kind != "regression"
+    classify = cfg.task.classify
     crop = test_crop(sample, cfg)
     ref = eng.predict(crop)  # the engine itself, sliding window over exactly one window
     norm = normalize(crop, cfg.data)
@@ -500,7 +500,7 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
     task = cfg.task.kind
     name = meta.get("name") or f"im2im-active {task} {d}D model" + (f" v{version}" if version else "")
     what = {"semantic": "semantic segmentation", "instance": "instance segmentation (3-class + watershed)",
-            "regression": "image restoration (regression)"}[task]
+            "regression": "image restoration (regression)", "denoise": "self-supervised denoising (N2V)"}[task]
     description = meta.get("description") or (
         f"{cfg.model.name} for {d}D {what}, refined by human-in-the-loop active learning in im2im-active"
         + (f" (model v{version}, {model.get('n_corrected', 0)} corrected images)." if version else "."))
@@ -520,7 +520,7 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
     tifffile.imwrite(folder / "sample_output.tif", ref.output[None].astype(np.float32))
     tags = ["im2im-active", "monai", cfg.model.name.lower(), f"{d}d", "pytorch", "active-learning",
             {"semantic": "semantic-segmentation", "instance": "instance-segmentation",
-             "regression": "restoration"}[task]]
+             "regression": "restoration", "denoise": "denoising"}[task]]
     rdf = {
         "format_version": BIOIMAGEIO_FORMAT_VERSION,
         "type": "model",
@@ -545,11 +545,11 @@ def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance
             "preprocessing": _preprocessing(cfg, sp),
         }],
         "outputs": [{
-            "id": "probabilities" if task != "regression" else "prediction",
+            "id": "probabilities" if cfg.task.classify else "prediction",
             "description": {"semantic": "class probabilities (softmax); labels = argmax",
                             "instance": "P(background), P(interior), P(boundary); instances by watershed "
                                         "(see documentation)",
-                            "regression": "restored image"}[task],
+                            "regression": "restored image", "denoise": "denoised image"}[task],
             "axes": out_axes,
             "test_tensor": {"source": "test_output.npy", "sha256": sha256(folder / "test_output.npy")},
             "sample_tensor": {"source": "sample_output.tif", "sha256": sha256(folder / "sample_output.tif")},

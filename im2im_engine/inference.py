@@ -131,7 +131,7 @@ class SlidingPredictor:
         self.device = device
         self.amp_dtype = amp_dtype
         self.budget = budget
-        self.classify = cfg.task.kind != "regression"
+        self.classify = cfg.task.classify
         self.attempts: list[tuple[str, int]] = []  # (stitch device, window batch) of the last run, tried in order
 
     def _act(self, logits: torch.Tensor) -> torch.Tensor:

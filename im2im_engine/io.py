@@ -108,15 +108,42 @@ def _open(path: Path):
             img = AICSImage(path)
             _ = img.dims  # forces the header to be parsed
         return img
-    except UnsupportedFileFormatError:
+    except UnsupportedFileFormatError as exc:
+        if path.suffix.lower() in _FORMATS:  # a .tif/.png/.jpg no reader took: damaged or misnamed
+            raise ImageReadError(path, describe_unreadable(path, exc)) from None
         raise ImageReadError(
             path, "unsupported format (for CZI/ND2/LIF install the matching aicsimageio reader plugin)"
         ) from None
     except Exception as exc:  # corrupt headers raise all sorts of things
-        raise ImageReadError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(path, describe_unreadable(path, exc)) from None
+
+
+def check_size(path: str | os.PathLike, shape: Sequence[int]) -> None:
+    """Refuse more than :data:`MAX_ELEMENTS` elements, before anything is allocated."""
+    n = int(np.prod([int(s) for s in shape], dtype=object))
+    if n > MAX_ELEMENTS:
+        raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header alone (no pixels read)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except Exception as exc:
+        raise ImageReadError(path, f"not a readable .npy array ({exc})") from None
+    return tuple(shape), dtype
 
 
 def _info_from_npy(path: Path) -> tuple[ImageInfo, np.ndarray]:
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    shape, _ = _npy_header(path)
+    check_size(path, shape)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
@@ -178,9 +205,7 @@ def read_image(path: str | os.PathLike, t: int = 0, channels: Sequence[int] | No
     info = image_info(path)
     if not 0 <= t < info.n_timepoints:
         raise ImageReadError(path, f"timepoint {t} out of range (image has {info.n_timepoints})")
-    n = int(np.prod(info.shape[1:]))
-    if n > MAX_ELEMENTS:
-        raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+    check_size(path, info.shape[1:])
     img = _open(path)
     try:
         kwargs = {"T": t}
@@ -188,7 +213,7 @@ def read_image(path: str | os.PathLike, t: int = 0, channels: Sequence[int] | No
             kwargs["C"] = list(channels)
         data = img.get_image_dask_data("CZYX", **kwargs).compute()
     except Exception as exc:
-        raise ImageReadError(path, f"pixel data unreadable ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(path, describe_unreadable(path, exc)) from None
     if data.ndim != 4:  # a single requested channel can be squeezed by some readers
         data = data.reshape((-1, *data.shape[-3:]))
     return ImageData(np.asarray(data), info)
@@ -274,6 +299,105 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     """Read a target/weight array (``.npy`` or any image file) as it is stored, squeezing T/Z/C of size 1."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
+        check_size(path, _npy_header(path)[0])
         return np.load(path, allow_pickle=False)
     data = read_image(path).data
     return data[0, 0] if data.shape[:2] == (1, 1) else (data[0] if data.shape[0] == 1 else data)
+
+
+# ------------------------------------------------------------------------------------ fitting and diagnosis
+# Helpers for importing images into a project (annotation.importer): what is wrong with an unreadable file,
+# in words; the colour samples of an RGB file; and one timepoint read with colour samples as channels, one
+# channel picked and/or the stack max-projected. Nothing above depends on them except the two error messages
+# of ``_open`` and ``read_image``.
+
+_FORMATS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+_SIGNATURES = {
+    "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "JPEG": (b"\xff\xd8\xff",),
+}
+
+
+def describe_unreadable(path: str | os.PathLike, exc: BaseException) -> str:
+    """What is wrong with a file a reader failed on, in words a person can act on (not the reader's
+    exception): not the format its name says, a TIFF with no image in it, a file cut short, ..."""
+    import logging
+
+    path = Path(path)
+    kind = _FORMATS.get(path.suffix.lower(), path.suffix.lstrip(".").upper() or "image")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as err:
+        return f"cannot be opened ({err.strerror or err})"
+    signatures = _SIGNATURES.get(kind)
+    if signatures and not head.startswith(signatures):
+        return (f"not a {kind} file: it does not start like one (a file of another kind renamed to "
+                f"{path.suffix}, or damaged)")
+    text = str(exc).lower()
+    if kind == "TIFF":
+        import tifffile
+
+        logger = logging.getLogger("tifffile")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)  # tifffile logs "contains no pages" for each attempt
+        try:
+            with tifffile.TiffFile(path) as tif:
+                if len(tif.pages) == 0:
+                    return "a damaged TIFF file: it has a TIFF header but no image in it"
+                page = tif.pages[0]  # where its pixels should be, without reading them
+                ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+                if ends and max(ends) > path.stat().st_size:
+                    text += " truncated"
+        except Exception as err:  # diagnosing a file that already failed: any error is a clue
+            text += " " + str(err).lower()
+        finally:
+            logger.setLevel(level)
+    if any(s in text for s in ("failed to read", "truncated", "unexpected end", "end of file", "eof")) \
+            or isinstance(exc, EOFError):
+        return "the file is cut short: it ends before its pixel data does (an incomplete copy or download?)"
+    detail = " ".join(str(exc).split())[:120]
+    return (f"a damaged or unsupported {kind} file: the reader could not make sense of it"
+            + (f" ({detail})" if detail else ""))
+
+
+def color_samples(path: str | os.PathLike) -> int:
+    """Colour samples per pixel: 3 for an RGB file, 4 for RGBA, 1 otherwise. :func:`read_image` reads only
+    the first sample of such a file; :func:`read_fitted` reads them all, as channels."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return 1
+    dims = _open(path).dims
+    return int(getattr(dims, "S", 1)) if "S" in dims.order else 1
+
+
+def read_fitted(path: str | os.PathLike, t: int = 0, channel: int | None = None,
+                z_projection: str | None = None) -> np.ndarray:
+    """One timepoint as ``(C, Z, Y, X)``, colour samples of an RGB file as channels; then only ``channel``
+    (kept as a channel axis of 1) and, with ``z_projection="max"``, the maximum over Z (Z becomes 1)."""
+    path = Path(path)
+    if z_projection not in (None, "max"):
+        raise ValueError(f"z_projection must be None or 'max', got {z_projection!r}")
+    samples = color_samples(path)
+    if samples > 1:
+        info = image_info(path)
+        if not 0 <= t < info.n_timepoints:
+            raise ImageReadError(path, f"timepoint {t} out of range (image has {info.n_timepoints})")
+        n = int(np.prod(info.shape[1:])) * samples
+        if n > MAX_ELEMENTS:
+            raise ImageReadError(path, f"one timepoint has {n:,} pixels, more than the limit of {MAX_ELEMENTS:,}")
+        try:
+            zyxs = _open(path).get_image_dask_data("ZYXS", T=t, C=0).compute()
+        except Exception as exc:
+            raise ImageReadError(path, describe_unreadable(path, exc)) from None
+        data = np.moveaxis(np.asarray(zyxs), -1, 0)
+        if channel is not None:
+            data = data[[channel]]
+    else:
+        data = read_image(path, t, channels=None if channel is None else [channel]).data
+    if channel is not None and data.shape[0] != 1:
+        raise ImageReadError(path, f"channel {channel} could not be read on its own")
+    if z_projection == "max":
+        data = data.max(axis=1, keepdims=True)
+    return np.ascontiguousarray(data)

@@ -44,6 +44,10 @@ def compute_loss(cfg: EngineConfig, logits: torch.Tensor, target: torch.Tensor, 
     """The configured task loss, in float32 whatever the autocast dtype."""
     logits = logits.float()
     kind = cfg.task.resolved_loss
+    if cfg.task.kind == "denoise":  # weight = blind-spot mask (B, C, *sp), see n2v.py
+        from .n2v import n2v_loss
+
+        return n2v_loss(logits, target, weight, kind)
     if kind in ("l1", "mse"):
         return weighted_regression(logits, target, weight, kind)
     if kind == "ce":

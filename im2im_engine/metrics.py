@@ -68,13 +68,16 @@ def ap50(pred_instances: np.ndarray, true_instances: np.ndarray) -> float:
 
 
 def psnr(pred: np.ndarray, truth: np.ndarray, data_range: float | None = None) -> float:
-    """Peak signal-to-noise ratio in dB; ``data_range`` defaults to the truth's value range."""
+    """Peak signal-to-noise ratio in dB (scikit-image's); ``data_range`` defaults to the truth's value range
+    (not the dtype's range, which for float images would be 2), and identical images give ``inf``."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     pred = np.asarray(pred, np.float64)
     truth = np.asarray(truth, np.float64)
     if data_range is None:
         data_range = float(truth.max() - truth.min()) or 1.0
-    mse = float(np.mean((pred - truth) ** 2))
-    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
+    with np.errstate(divide="ignore"):  # mse 0 -> inf, as the definition says
+        return float(peak_signal_noise_ratio(truth, pred, data_range=data_range))
 
 
 def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float | None = None) -> float:

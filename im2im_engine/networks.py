@@ -83,7 +83,7 @@ class Im2ImNet(nn.Module):
 
 def build_network(cfg: EngineConfig) -> Im2ImNet:
     """Build the configured network; a bad parameter combination raises :class:`ConfigError`."""
-    from monai.networks import nets
+    from . import n2v_nets  # denoising options: N2V2 UNet changes, channels denoised one by one
 
     d = cfg.data.spatial_dims
     name = cfg.model.name
@@ -91,12 +91,13 @@ def build_network(cfg: EngineConfig) -> Im2ImNet:
     if name == "DynUNet":
         # DynUNet wants per-level kernel/stride lists; one int per level means isotropic.
         params.setdefault("filters", None)
-    kwargs = dict(spatial_dims=d, in_channels=cfg.data.in_channels, out_channels=cfg.model.head_features)
+    in_channels = 1 if n2v_nets.folds_channels(cfg) else cfg.data.in_channels
+    kwargs = dict(spatial_dims=d, in_channels=in_channels, out_channels=cfg.model.head_features)
     try:
-        backbone = getattr(nets, name)(**kwargs, **params)
+        backbone = n2v_nets.backbone_class(cfg)(**kwargs, **params)
     except Exception as exc:
         raise ConfigError(f"model.params: {name} cannot be built with {params} ({type(exc).__name__}: {exc})") from None
-    return Im2ImNet(backbone, d, cfg.model.head_features, cfg.task.output_channels, cfg.model.dropout)
+    return n2v_nets.wrap(backbone, cfg)
 
 
 def check_sizes(cfg: EngineConfig) -> None:

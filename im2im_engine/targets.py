@@ -7,6 +7,8 @@ ordinary weighted segmentation problem (same loss, same uncertainty measures as 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -37,48 +39,61 @@ def classes_to_instances(
     fg_threshold: float = 0.5,
     seed_threshold: float = 0.5,
     min_size: int = 8,
+    seed_distance: int = 5,
 ) -> np.ndarray:
-    """3-class probabilities (3, *sp) -> int32 instance image by seeded watershed.
+    """3-class probabilities (3, *sp) -> int32 instance image by a seeded watershed.
 
-    Seeds are connected components of P(interior) > ``seed_threshold``; the flooding surface is
-    ``1 - P(interior)``, restricted to the foreground ``P(interior) + P(boundary) > fg_threshold``. Foreground
-    not reached by any seed (an object whose interior was missed) becomes its own object.
+    The foreground is ``P(interior) + P(boundary) > fg_threshold``. The flooding surface is the distance to
+    the background weighted by ``P(interior)``: a learnt boundary between two touching objects lowers it,
+    and so does the narrow neck where two round objects meet. Seeds are its local maxima at least
+    ``seed_distance`` pixels apart where ``P(interior) > seed_threshold``. Foreground no seed reaches (an
+    object whose interior was missed) becomes its own object when it has at least ``4 * min_size`` pixels;
+    objects smaller than ``min_size`` go.
+
+    Why not connected components of the interior as seeds: a model trained from pseudo labels learns their
+    boundaries poorly (a watershed's split lines are not visible in the image), its interiors of touching
+    nuclei join up and the seeds merge them: AP50 0.36 against 0.69 for its own pseudo labels on the
+    realistic recipe; with these seeds 0.83 (0.39 and 0.76 -> 0.83 on the demo).
     """
+    from skimage.filters import gaussian
     from skimage.measure import label as cc_label
     from skimage.segmentation import watershed
 
     probs = np.asarray(probs, np.float32)
     interior = probs[INTERIOR]
     fg = (probs[INTERIOR] + probs[BOUNDARY]) > fg_threshold
-    seeds_mask = (interior > seed_threshold) & fg
-    seeds = cc_label(seeds_mask, connectivity=1)
-    seeds = remove_small(seeds, max(min_size // 4, 1))  # specks of interior are not objects
-    inst = watershed(1.0 - interior, markers=seeds, mask=fg) if seeds.max() > 0 else np.zeros(fg.shape, np.int64)
+    if not fg.any():
+        return np.zeros(fg.shape, np.int32)
+    surface = gaussian(ndi.distance_transform_edt(fg) * interior, sigma=1.0, preserve_range=True)
+    footprint = np.ones((2 * max(1, seed_distance) + 1,) * fg.ndim, bool)
+    peaks = (surface == ndi.maximum_filter(surface, footprint=footprint)) & fg
+    peaks &= (surface > 1.0) & (interior > seed_threshold)
+    seeds = cc_label(peaks, connectivity=1)
+    inst = watershed(-surface, markers=seeds, mask=fg) if seeds.max() > 0 else np.zeros(fg.shape, np.int64)
     orphans = fg & (inst == 0)
-    if orphans.any():
-        extra = cc_label(orphans, connectivity=1)
+    if orphans.any():  # only sizeable ones: thin specks of foreground without any interior are noise
+        extra = remove_small(cc_label(orphans, connectivity=1), 4 * max(min_size, 1))
         inst = np.where(extra > 0, extra + inst.max(), inst)
     inst = remove_small(inst, min_size)
     return relabel_sequential(inst)
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Zero labelled objects with fewer than ``min_size`` pixels (no skimage version dependence)."""
-    if min_size <= 1 or labels.max() <= 0:
+    """Zero labelled objects with fewer than ``min_size`` pixels (scikit-image's ``remove_small_objects``)."""
+    from skimage.morphology import remove_small_objects
+
+    if min_size <= 1:
         return labels
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)
+    with warnings.catch_warnings():  # "Only one label was provided": one object is a fine label image
+        warnings.filterwarnings("ignore", "Only one label", UserWarning)
+        return remove_small_objects(labels, max_size=min_size - 1)
 
 
 def relabel_sequential(inst: np.ndarray) -> np.ndarray:
-    """Instance ids renumbered 1..N (background 0), as int32."""
-    ids = np.unique(inst)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(inst.max()) + 1 if inst.size else 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lut[inst]
+    """Instance ids renumbered 1..N (background 0), as int32 (scikit-image's ``relabel_sequential``)."""
+    from skimage.segmentation import relabel_sequential as sk_relabel
+
+    return sk_relabel(np.asarray(inst))[0].astype(np.int32, copy=False)
 
 
 def semantic_target(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -96,9 +111,9 @@ def labels_from_output(output: np.ndarray, task) -> np.ndarray | None:
     One rule for the engine and for exported models: argmax for semantic tasks, seeded watershed of the
     background/interior/boundary classes for instances, none for regression.
     """
-    if task.kind == "regression":
+    if not task.classify:  # regression, denoise
         return None
     if task.kind == "instance":
         ic = task.instance
-        return classes_to_instances(output, ic.fg_threshold, ic.seed_threshold, ic.min_size)
+        return classes_to_instances(output, ic.fg_threshold, ic.seed_threshold, ic.min_size, ic.seed_distance)
     return np.argmax(output, axis=0).astype(np.int32)

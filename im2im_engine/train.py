@@ -32,6 +32,7 @@ import torch
 from . import distributed as dd
 from .data import PatchSampler, Sample, as_channel_first, prepare, training_patch
 from .losses import compute_loss
+from .n2v import Masker
 from .pipeline import BatchStream, default_workers
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class TrainResult:
     checkpoint: str | None = None
 
 
-PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr"}
+PRIMARY_METRIC = {"semantic": "dice", "instance": "ap50", "regression": "psnr", "denoise": "psnr"}
 
 
 def _optimizer(engine: Engine) -> torch.optim.Optimizer:
@@ -171,6 +172,7 @@ def train_loop(
     patch = training_patch(cfg, [as_channel_first(s.image, cfg).shape[1:] for s in train])
     prepared = [prepare(s, cfg, rng, patch) for s in train]  # normalised once, cached for the whole run
     sampler = PatchSampler(prepared, cfg, rng, patch)
+    masker = Masker(cfg, t.seed) if cfg.task.kind == "denoise" else None  # N2V blind spots (n2v.py)
     model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device
@@ -221,7 +223,8 @@ def train_loop(
         unreported.clear()
 
     workers = default_workers(dev) if t.loader_workers is None else t.loader_workers
-    stream = BatchStream(sampler, t.batch_size, workers=workers, pin=dev.type == "cuda")
+    # N2V masking draws from its own generator: applied in this thread, in stream order (pipeline.py)
+    stream = BatchStream(sampler, t.batch_size, workers=workers, pin=dev.type == "cuda", transform=masker)
     try:
         for step in range(total):
             if dd.any_true(should_stop is not None and should_stop()):

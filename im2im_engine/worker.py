@@ -288,11 +288,11 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
     if job.kind == "train":
         steps = _steps(spec)
         skipped: list[dict] = []
-        train = _samples(job, "train", cfg, True, skipped)
+        train = _samples(job, "train", cfg, cfg.task.kind != "denoise", skipped)  # N2V: no targets
         for rec in skipped:
             emit("skipped", **rec)
         val = _samples(job, "val", cfg, True)
-        check = _samples(job, "check", cfg, True)
+        check = _samples(job, "check", cfg, cfg.task.kind != "denoise")  # N2V: judged on hidden pixels
         if not train:
             names = ", ".join(r["name"] for r in skipped)
             raise JobError("train: no training image fits the model" + (f" (skipped: {names})" if names else ""))
@@ -300,9 +300,12 @@ def run_job(job: Job, emit: Emitter, stop: dict) -> int:
              steps=steps or cfg.training.steps, device=str(engine.device), ranks=info.world)
         model_path = job.output_dir / "model.pt"
         check_metrics: dict = {}
-        if check and ckpt is not None:
+        parent_path = spec.get("parent_checkpoint")  # a parent of another network: judged with its own config
+        if check and (ckpt is not None or parent_path):
             # the starting model on the check images, by the same function that judges the new one
-            check_metrics["parent"] = evaluate_each(engine, check)
+            judge = Engine.load(job.path(parent_path, "parent_checkpoint"), device=engine.device) if parent_path \
+                else engine
+            check_metrics["parent"] = evaluate_each(judge, check)
             emit("check", model="parent", metrics=_clean(check_metrics["parent"]["mean"]))
         baseline: dict = {}
         if spec.get("evaluate_checkpoint") and ckpt is not None and val:

@@ -70,3 +70,92 @@ def small_project(tmp_path: Path, demo_folder):
     make_fast(project)
     project.close()
     return tmp_path / "proj"
+
+
+def trained_cli_project(base: Path) -> tuple[Path, Path]:
+    """``(project, images)`` under ``base``: 3 demo images, Otsu pseudo labels, trained and scored with
+    ``im2im-active train`` (4 steps). For module-scoped fixtures of the CLI and export-dialog tests."""
+    from annotation.project import Project
+    from app.cli import main
+    from resources.demo import write_demo_dataset
+
+    images, _ = write_demo_dataset(base / "data", n_images=3, size=96, seed=2)
+    assert main(["init", str(base / "proj"), "--images", str(images), "--pseudo", "otsu", "--task", "instance",
+                 "-q"]) == 0
+    with Project.open(base / "proj") as project:
+        make_fast(project, steps=4)
+    assert main(["train", str(base / "proj"), "-q"]) == 0
+    return base / "proj", images
+
+
+# napari's pytest plugin loads whenever napari is installed (it is, for the plugin's tests), and two of its
+# autouse fixtures import napari and its Qt window for EVERY test (seconds per run, dozens of warnings).
+# These overrides make them no-ops here; tests/app/napari/conftest.py brings napari's own back for the
+# napari tests.
+@pytest.fixture(autouse=True)
+def _clean_themes():
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _disable_qt_warnings():
+    yield
+
+
+# ------------------------------------------------------------------ images that do not fit a 2D 1-channel project
+def _blobs(seed: int, size: int = 64) -> np.ndarray:
+    """A plane with a few bright discs on a dim background (uint16)."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    image = r.normal(100, 5, (size, size))
+    for _ in range(4):
+        cy, cx = r.integers(10, size - 10, 2)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 36] += 400
+    return image.clip(0, 65535).astype(np.uint16)
+
+
+@pytest.fixture
+def write_misfits():
+    """``write(folder, n_plain=2)``: ``n_plain`` fitting planes, a 5-plane z-stack, a 2-channel OME-TIFF
+    (DAPI, GFP), an RGB TIFF and a corrupt TIFF (a header, no image) in ``folder``; returns name -> path."""
+    import tifffile
+
+    from im2im_engine.io import write_ome_tiff
+
+    def write(folder: Path, n_plain: int = 2) -> dict[str, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for i in range(n_plain):
+            files[f"plain{i}"] = folder / f"plain{i}.tif"
+            tifffile.imwrite(files[f"plain{i}"], _blobs(i))
+        files["stack"] = write_ome_tiff(folder / "stack.ome.tif", np.stack([_blobs(10 + z) for z in range(5)]))
+        files["two"] = write_ome_tiff(folder / "two.ome.tif", np.stack([_blobs(20), _blobs(21)])[:, None],
+                                      channel_names=["DAPI", "GFP"])
+        files["rgb"] = folder / "rgb.tif"
+        rgb = np.stack([_blobs(30), _blobs(31), _blobs(32)], axis=-1)
+        tifffile.imwrite(files["rgb"], (rgb // 4).astype(np.uint8), photometric="rgb")
+        files["broken"] = folder / "broken.tif"
+        files["broken"].write_bytes(b"II*\x00" + b"\x00" * 100)
+        return files
+
+    return write
+
+
+@pytest.fixture
+def engine_refuses():
+    """``refused(project)``: the project's images the engine worker would refuse as it reads them to train."""
+
+    def refused(project) -> list[str]:
+        from im2im_engine.data import as_channel_first
+        from im2im_engine.worker import load_image
+
+        cfg = project.engine_config()
+        out = []
+        for image in project.store.images():
+            try:
+                as_channel_first(load_image(Path(image.path), 0, cfg.data.spatial_dims), cfg)
+            except ValueError as exc:
+                out.append(f"{image.name}: {exc}")
+        return out
+
+    return refused

@@ -44,7 +44,8 @@ def now() -> str:
 
 def friendly(path: Path, exc: sqlite3.Error) -> StoreError:
     msg = str(exc)
-    if "readonly" in msg or "read-only" in msg:
+    # On a read-only mount SQLite often says only "unable to open database file" (WAL needs its -shm file)
+    if "readonly" in msg or "read-only" in msg or not os.access(path.parent, os.W_OK):
         problem = "the project folder or database is read-only; nothing was saved"
     elif "disk is full" in msg or "disk I/O" in msg:
         problem = f"could not write ({msg}); nothing was saved — free space and try again"
@@ -83,6 +84,8 @@ class StoreBase:
                 raise StoreError(f"{self.path}: could not switch the database to WAL mode")
             self.conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL up to the last checkpoint
         except sqlite3.Error as exc:
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()  # no open file left behind (it would keep a read-only mount busy)
             raise friendly(self.path, exc) from None
         # sqlite-utils joins an open transaction (as a savepoint) instead of committing on its own, so the
         # schema helpers and upserts it offers run inside our ``write()`` transactions

@@ -220,5 +220,41 @@ def _backfill_provenance(conn: sqlite3.Connection, label_id: int, image_id: int,
                              (label_id, z, ty, tx, chunks.encode_tile(tile, dtype)))
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(conn: sqlite3.Connection) -> None:
+    """Configuration searches (``im2im-active auto``): one row per search, one per candidate x fold result,
+    so a killed search resumes where it stopped (accessors: :mod:`annotation.store.auto_results`)."""
+    _run(
+        conn,
+        """
+        CREATE TABLE auto_searches (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,       -- hash of data, folds and candidate configs: same key, same search
+            fingerprint TEXT NOT NULL,      -- JSON
+            settings TEXT NOT NULL,         -- JSON: folds, steps, scored_against, fold image ids
+            candidates TEXT NOT NULL,       -- JSON list: name, config, rules, changes
+            status TEXT NOT NULL DEFAULT 'running',  -- running | stopped | done | applied
+            chosen TEXT,
+            report TEXT,                    -- JSON, written when the search stops or ends
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE auto_results (
+            search_id INTEGER NOT NULL REFERENCES auto_searches(id) ON DELETE CASCADE,
+            candidate TEXT NOT NULL,
+            fold INTEGER NOT NULL,
+            status TEXT NOT NULL,           -- done | failed
+            score REAL,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            seconds REAL,
+            job_id INTEGER,
+            backend TEXT,
+            message TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (search_id, candidate, fold)
+        ) WITHOUT ROWID
+        """,
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -2,7 +2,9 @@
 
 The dialog only collects choices; :func:`annotation.export.export` does the work (the CLI's ``export`` runs
 the same function). Exporting traces the network and checks it with onnxruntime, which takes seconds, so
-it runs in a superqt thread worker with a progress bar; the GUI thread never waits on it.
+it runs in a superqt thread worker with a progress bar; the GUI thread never waits on it. While it runs the
+dialog stays open (Escape and Close wait for it), so its result is never lost; a model that trained 0 steps
+is only exported after the person says so.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -29,6 +32,7 @@ from annotation.export import FORMATS, MODEL_FORMATS, default_output
 from annotation.project import Project
 
 from . import workers
+from .errors import in_words
 
 FORMAT_TEXT = {
     "torchscript": "Model: TorchScript (runs with plain PyTorch)",
@@ -48,6 +52,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.project = project
         self.worker = None
+        self._untrained = False
         self.setWindowTitle("Export")
         self.format = QComboBox()
         for fmt in FORMATS:
@@ -78,16 +83,25 @@ class ExportDialog(QDialog):
         self.bar.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #ffb74d;")
+        self.anyway = QCheckBox("Export it anyway")
+        self.anyway.toggled.connect(lambda _on: self._update_run_button())
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.close_button = self.buttons.button(QDialogButtonBox.StandardButton.Close)
         self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
-        self.run_button.clicked.connect(self.start)
-        self.buttons.rejected.connect(self.reject)
+        self.run_button.clicked.connect(lambda: self.start())
+        self.buttons.rejected.connect(lambda: self.reject())
         box = QVBoxLayout(self)
         box.addLayout(form)
+        box.addWidget(self.warning)
+        box.addWidget(self.anyway)
         box.addWidget(self.bar)
         box.addWidget(self.status)
         box.addWidget(self.buttons)
-        self.format.currentIndexChanged.connect(self._format_changed)
+        self.format.currentIndexChanged.connect(lambda _i: self._format_changed())
+        self.version.currentIndexChanged.connect(lambda _i: self._format_changed())
         self._format_changed()
         self.resize(560, 240)
 
@@ -104,9 +118,43 @@ class ExportDialog(QDialog):
         version = self.version.currentData() if is_model else None
         self.output.setText(str(default_output(self.project, fmt, version)))
         if is_model and self.version.count() == 0:
-            self.status.setText("No model yet: train one first (Model → Train).")
+            self.status.setText("No model yet: train one first (Model → Train now).")
         else:
             self.status.setText("")
+        steps = self._steps(version) if is_model and version is not None else None
+        untrained = steps == 0
+        self.warning.setText(f"v{version} trained 0 steps: it has learnt nothing and its predictions are noise. "
+                             "Train a model (Model → Train now) before exporting it." if untrained else "")
+        self._untrained = untrained
+        self.warning.setVisible(untrained)
+        self.anyway.setVisible(untrained)
+        if not untrained:
+            self.anyway.setChecked(False)
+        self._update_run_button()
+
+    def _steps(self, version: int) -> int | None:
+        """Training steps recorded for a model version (None when not recorded)."""
+        try:
+            steps = self.project.store.model(int(version))["metrics"].get("steps")
+        except Exception:
+            return None
+        return int(steps) if isinstance(steps, int | float) and not isinstance(steps, bool) else None
+
+    def _update_run_button(self) -> None:
+        blocked = self._untrained and not self.anyway.isChecked()
+        self.run_button.setEnabled(self.worker is None and not blocked
+                                   and (self.chosen_format not in MODEL_FORMATS or self.version.count() > 0))
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def reject(self) -> None:
+        """Escape / Close: not while an export runs (it cannot stop half-way; its result would be lost)."""
+        if self.running:
+            self.status.setText("Exporting… the dialog can close once it is done.")
+            return
+        super().reject()
 
     def _browse(self) -> None:
         start = str(Path(self.output.text()).parent)
@@ -126,6 +174,7 @@ class ExportDialog(QDialog):
         bridge = workers.ProgressBridge(self)
         bridge.progress.connect(self._progress)
         self.run_button.setEnabled(False)
+        self.close_button.setEnabled(False)
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.status.setText(f"Exporting {fmt}…")
 
@@ -141,15 +190,19 @@ class ExportDialog(QDialog):
             self.status.setText(what)
 
     def _done(self, report) -> None:
+        self.worker = None
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
-        self.run_button.setEnabled(True)
+        self.close_button.setEnabled(True)
+        self._update_run_button()
         self.status.setText(report.summary())
         self.finished_export.emit(report)
 
     def _failed(self, exc: Exception) -> None:
+        self.worker = None
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
-        self.run_button.setEnabled(True)
-        self.status.setText(f"Export failed: {exc}")
+        self.close_button.setEnabled(True)
+        self._update_run_button()
+        self.status.setText(f"Export failed: {in_words(exc)}")
         self.finished_export.emit(exc)

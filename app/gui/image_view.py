@@ -1,5 +1,9 @@
 """The image view: pyqtgraph image + histogram/LUT, overlays, Z/T/channel controls, pixel readout.
 
+Display settings a person expects from Fiji or napari live here too: contrast per channel (automatic per
+image, the image's full range, or the levels the person dragged, kept when switching images), gamma, a
+colormap, labels as outlines, the zoom in percent, +/- zoom and a scale bar from the file's pixel size.
+
 Fast-path rules this module keeps (pyqtgraph docs, "ImageItem performance"): row-major arrays, explicit
 ``levels`` so nothing scans the data, uint8 overlays through a 256-entry LUT, and after an edit only the
 touched box of the overlay's uint8 array is recomputed before ``setImage(..., autoLevels=False)``.
@@ -8,12 +12,15 @@ Mouse gestures over the image go to a *handler* (the tool controller); the view 
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QToolButton, QVBoxLayout, QWidget
 from superqt import QLabeledSlider
 
 from . import overlays
@@ -24,6 +31,75 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 Point = tuple[float, float]
 OVERLAYS = ("labels", "prediction", "uncertainty", "ignore")
 DEFAULT_OPACITY = {"labels": 0.45, "prediction": 0.9, "uncertainty": 0.55, "ignore": 0.5}
+#: colormap choices for a single channel: name shown -> pyqtgraph colormap (None: grey)
+COLORMAPS = {"grey": None, "viridis": "viridis", "magma": "magma", "inferno": "inferno", "cividis": "cividis",
+             "fire": "CET-L3", "green": "green", "magenta": "magenta", "cyan": "cyan"}
+_SOLID = {"green": (0, 255, 0), "magenta": (255, 0, 255), "cyan": (0, 255, 255)}
+ZOOM_STEP = 1.25
+
+
+def channel_name(names: list[str], index: int) -> str:
+    """The file's name of a channel; readers' made-up names ("Channel:0:0", "C0") become "Channel 1"."""
+    name = names[index] if index < len(names) else ""
+    if not name or re.fullmatch(r"(Channel:\d+:\d+|C\d+|\d+)", name):
+        return f"Channel {index + 1}"
+    return name
+
+
+@dataclass
+class Contrast:
+    """How a channel's display range is chosen: ``auto`` (percentiles of each image), ``full`` (each image's
+    minimum to maximum) or ``manual`` (the levels the person set, kept for every image)."""
+
+    mode: str = "auto"
+    levels: tuple[float, float] | None = None
+
+
+def colormap_lut(name: str, gamma: float = 1.0, n: int = 256) -> np.ndarray:
+    """(n, 4) uint8 lookup table: the colormap sampled at ``x ** gamma``."""
+    x = np.linspace(0.0, 1.0, n) ** gamma
+    key = COLORMAPS.get(name)
+    if key is None or key in _SOLID:
+        rgb = np.outer(x, np.array(_SOLID.get(key, (255, 255, 255)), float))
+        return np.concatenate([rgb, np.full((n, 1), 255.0)], axis=1).astype(np.uint8)
+    return pg.colormap.get(key).map(x, mode="byte")
+
+
+def nice_length(target: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``target`` (scale bar lengths)."""
+    if target <= 0:
+        return 0.0
+    base = 10 ** math.floor(math.log10(target))
+    return max(m * base for m in (1, 2, 5) if m * base <= target)
+
+
+class ScaleBar(pg.ScaleBar):
+    """A scale bar in micrometres that picks a round length for the current zoom (about 1/6 of the view)."""
+
+    def __init__(self) -> None:
+        super().__init__(size=10, width=4, brush=(255, 255, 255, 220), pen=None, suffix="", offset=(-18, -18))
+        self.pixel_um: float | None = None
+        self.text.setColor((255, 255, 255))
+
+    def set_pixel_size(self, um: float | None) -> None:
+        self.pixel_um = um
+        self.setVisible(um is not None)
+        self.updateBar()
+
+    def label(self) -> str:
+        return self.text.textItem.toPlainText()
+
+    def updateBar(self) -> None:
+        view = self.parentItem()
+        if view is None or not self.pixel_um:
+            return
+        visible_px = view.viewRect().width()
+        length_um = nice_length(visible_px * self.pixel_um / 6)
+        if length_um <= 0:
+            return
+        self.size = length_um / self.pixel_um
+        self.text.setText(f"{length_um:g} µm" if length_um >= 1 else f"{length_um * 1000:g} nm")
+        super().updateBar()
 
 
 class GestureHandler(Protocol):
@@ -97,6 +173,10 @@ class ImageView(QWidget):
         self.task = "semantic"
         self.z = 0
         self.channel = -1  # -1: composite (or the only channel)
+        self.contrast: dict[int, Contrast] = {}  # per channel index, kept across images
+        self.gamma = 1.0
+        self.colormap = "grey"
+        self.outline_labels = False
         self._hover: Point | None = None
         self._label_u8 = np.zeros((1, 1), np.uint8)
         self._ignore_u8 = np.zeros((1, 1), np.uint8)
@@ -126,19 +206,41 @@ class ImageView(QWidget):
         self.vb.addItem(self.path, ignoreBounds=True)
         self.hist = pg.HistogramLUTItem(image=self.image_item)
         self.hist.setMaximumWidth(130)
+        self.hist.gradient.showTicks(False)  # the colormap and gamma come from the display controls
+        self.hist.sigLevelChangeFinished.connect(lambda _h: self._levels_dragged())
         self.glw.addItem(self.hist, row=0, col=1)
         self.glw.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.scale_bar = ScaleBar()
+        self.scale_bar.setParentItem(self.vb)
+        self.scale_bar.setVisible(False)
+        self.zoom_label = QLabel("")
+        self.zoom_label.setObjectName("imageInfo")
+        self.zoom_label.setToolTip("Zoom: screen pixels per image pixel (+ / − zoom, 0 fits the image)")
+        self._zoom_timer = QTimer(self)  # range changes come in bursts while zooming: update once they settle
+        self._zoom_timer.setSingleShot(True)
+        self._zoom_timer.setInterval(30)
+        self._zoom_timer.timeout.connect(self._show_zoom)
+        self.vb.sigRangeChanged.connect(lambda *_a: self._zoom_timer.start())
+        self.composite_note = QLabel("Composite: contrast per channel; pick a channel to adjust it")
+        self.composite_note.setObjectName("imageInfo")
+        self.composite_note.setVisible(False)
 
         self.channel_box = QComboBox()
         self.channel_box.setMinimumWidth(110)
         self.channel_box.setToolTip("Channel to show (C cycles); Composite overlays all channels in colour")
-        self.channel_box.currentIndexChanged.connect(self._channel_changed)
+        self.channel_box.currentIndexChanged.connect(lambda i: self._channel_changed(i))
         self.z_slider = QLabeledSlider(Qt.Orientation.Horizontal)
         self.z_slider.setToolTip("Z plane (Page Up / Page Down)")
-        self.z_slider.valueChanged.connect(self.set_z)
+        self.z_slider.valueChanged.connect(lambda z: self.set_z(z))
         self.t_spin = QSpinBox()
         self.t_spin.setToolTip("Timepoint")
-        self.t_spin.valueChanged.connect(self.time_changed)
+        self.t_spin.valueChanged.connect(lambda t: self.time_changed.emit(t))
+        self.zoom_in_button, self.zoom_out_button = QToolButton(), QToolButton()
+        for button, text, tip, factor in ((self.zoom_out_button, "−", "Zoom out (−)", 1 / ZOOM_STEP),
+                                          (self.zoom_in_button, "+", "Zoom in (+)", ZOOM_STEP)):
+            button.setText(text)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _c=False, f=factor: self.zoom(f))
         self.info = QLabel("")
         self.info.setObjectName("imageInfo")
         bar = QHBoxLayout()
@@ -146,8 +248,12 @@ class ImageView(QWidget):
         self.z_label, self.t_label = QLabel("Z"), QLabel("T")
         for w in (QLabel("Channel"), self.channel_box, self.z_label, self.z_slider, self.t_label, self.t_spin):
             bar.addWidget(w)
+        bar.addWidget(self.composite_note)
         bar.addStretch(1)
         bar.addWidget(self.info)
+        bar.addWidget(self.zoom_out_button)
+        bar.addWidget(self.zoom_label)
+        bar.addWidget(self.zoom_in_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -169,10 +275,10 @@ class ImageView(QWidget):
         self.canvas.set_size(h, w)
         self.channel_box.blockSignals(True)
         self.channel_box.clear()
-        names = loaded.record.channel_names or [f"C{i}" for i in range(c)]
+        names = list(loaded.record.channel_names or [])
         if c > 1:
             self.channel_box.addItem("Composite")
-        self.channel_box.addItems(names[:c])
+        self.channel_box.addItems([channel_name(names, i) for i in range(c)])
         self.channel_box.setCurrentIndex(0)
         self.channel = -1 if c > 1 else 0
         self.channel_box.setEnabled(c > 1)
@@ -192,29 +298,83 @@ class ImageView(QWidget):
             w_.setVisible(n_t > 1)
         dims = f"{w}×{h}" + (f"×{nz}" if nz > 1 else "") + f", {c} ch, {loaded.record.dtype}"
         self.info.setText(f"{loaded.record.name}  ({dims})")
-        self._draw_image(reset_levels=True)
+        self._draw_image()
         self.refresh_overlays()
         if not same_size:
             self.vb.autoRange(padding=0.02)
+        self.scale_bar.set_pixel_size(loaded.pixel_size_um)
+        self._show_zoom()
 
-    def _draw_image(self, reset_levels: bool = False) -> None:
+    # ------------------------------------------------------------------ contrast, gamma, colormap
+    def levels_of(self, channel: int) -> tuple[float, float]:
+        """The display range of ``channel`` for the image shown, by that channel's contrast mode."""
+        ld = self.loaded
+        setting = self.contrast.get(channel, Contrast())
+        if setting.mode == "manual" and setting.levels is not None:
+            return setting.levels
+        if setting.mode == "full" and ld is not None:
+            data = ld.data[channel]
+            lo, hi = float(data.min()), float(data.max())
+            return lo, max(hi, lo + 1e-6)
+        return ld.levels[channel] if ld is not None else (0.0, 1.0)
+
+    def set_contrast(self, mode: str) -> None:
+        """``auto`` (per image percentiles) or ``full`` (per image min-max) for the channel shown, or for
+        every channel in the composite; kept when switching images."""
         if self.loaded is None:
             return
-        data, levels = self.loaded.data, self.loaded.levels
-        if self.channel < 0:
-            colours = [overlays.CHANNEL_COLOURS[i % len(overlays.CHANNEL_COLOURS)] for i in range(data.shape[0])]
-            rgb = overlays.composite(data[:, self.z], levels, colours)
-            self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
-            self.hist.setLevels(0, 255)
-        else:
-            plane = data[self.channel, self.z]
-            if reset_levels:
-                lo, hi = levels[self.channel]
+        channels = range(self.loaded.data.shape[0]) if self.channel < 0 else [self.channel]
+        for c in channels:
+            self.contrast[c] = Contrast(mode)
+        self._draw_image()
+
+    def _levels_dragged(self) -> None:
+        """The person moved the histogram's levels: keep them for this channel (manual)."""
+        if self.loaded is None or self.channel < 0 or self._drawing:
+            return
+        lo, hi = self.hist.getLevels()
+        self.contrast[self.channel] = Contrast("manual", (float(lo), float(hi)))
+
+    def set_gamma(self, gamma: float) -> None:
+        self.gamma = float(min(max(gamma, 0.1), 10.0))
+        self._draw_image()
+
+    def set_colormap(self, name: str) -> None:
+        if name not in COLORMAPS:
+            raise ValueError(f"unknown colormap {name!r}")
+        self.colormap = name
+        self._draw_image()
+
+    _drawing = False
+
+    def _draw_image(self) -> None:
+        if self.loaded is None:
+            return
+        self._drawing = True
+        try:
+            data = self.loaded.data
+            composite = self.channel < 0
+            self.hist.setVisible(not composite)
+            self.composite_note.setVisible(composite)
+            if composite:
+                colours = [overlays.CHANNEL_COLOURS[i % len(overlays.CHANNEL_COLOURS)] for i in range(data.shape[0])]
+                levels = [self.levels_of(c) for c in range(data.shape[0])]
+                rgb = overlays.composite(data[:, self.z], levels, colours, self.gamma)
+                self.image_item.setLookupTable(None)
+                self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
             else:
-                lo, hi = self.image_item.getLevels() if self.image_item.getLevels() is not None else levels[0]
-            self.image_item.setImage(plane, autoLevels=False, levels=(lo, hi))
-            self.hist.setLevels(lo, hi)
-            self.hist.setHistogramRange(float(plane.min()), float(plane.max()))
+                plane = data[self.channel, self.z]
+                lo, hi = self.levels_of(self.channel)
+                self.image_item.setImage(plane, autoLevels=False, levels=(lo, hi))
+                lut = colormap_lut(self.colormap, self.gamma)
+                positions = np.linspace(0.0, 1.0, 16)
+                self.hist.gradient.setColorMap(pg.ColorMap(positions, lut[np.round(positions * 255).astype(int)]))
+                self.hist.gradient.showTicks(False)
+                self.image_item.setLookupTable(lut)
+                self.hist.setLevels(lo, hi)
+                self.hist.setHistogramRange(min(float(plane.min()), lo), max(float(plane.max()), hi))
+        finally:
+            self._drawing = False
 
     def _set_overlay(self, name: str, array: np.ndarray | None) -> None:
         item = self.items[name]
@@ -229,7 +389,7 @@ class ImageView(QWidget):
         if ld is None:
             return
         ed = ld.editor
-        self._label_u8 = overlays.label_index(ed.label[self.z])
+        self._label_u8 = self._labels_u8(ed.label[self.z])
         self._ignore_u8 = (ed.ignore[self.z] > 0).astype(np.uint8)
         self._set_overlay("labels", self._label_u8)
         self._set_overlay("ignore", self._ignore_u8)
@@ -250,8 +410,24 @@ class ImageView(QWidget):
             self._ignore_u8[y0:y1, x0:x1] = ed.ignore[self.z, y0:y1, x0:x1] > 0
             self._update_overlay_box("ignore", self._ignore_u8, (y0, y1, x0, x1))
         else:
-            self._label_u8[y0:y1, x0:x1] = overlays.label_index(ed.label[self.z, y0:y1, x0:x1])
+            if self.outline_labels:  # an edit moves the outline up to one pixel outside its box
+                h, w = self._label_u8.shape
+                y0, y1, x0, x1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+                ry0, ry1, rx0, rx1 = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+                ring = self._labels_u8(ed.label[self.z, ry0:ry1, rx0:rx1])
+                self._label_u8[y0:y1, x0:x1] = ring[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+            else:
+                self._label_u8[y0:y1, x0:x1] = overlays.label_index(ed.label[self.z, y0:y1, x0:x1])
             self._update_overlay_box("labels", self._label_u8, (y0, y1, x0, x1))
+
+    def _labels_u8(self, plane: np.ndarray) -> np.ndarray:
+        index = overlays.label_index(plane)
+        return index * overlays.outline(plane) if self.outline_labels else index
+
+    def set_outline_labels(self, on: bool) -> None:
+        """Labels drawn as outlines only (the image shows through), or filled."""
+        self.outline_labels = bool(on)
+        self.refresh_overlays()
 
     def _update_overlay_box(self, name: str, array: np.ndarray, yx: tuple[int, int, int, int]) -> None:
         """Show an in-place change of an overlay's uint8 array, repainting only the changed box.
@@ -298,7 +474,7 @@ class ImageView(QWidget):
             return
         multi = self.loaded.data.shape[0] > 1
         self.channel = index - 1 if multi else index
-        self._draw_image(reset_levels=True)
+        self._draw_image()
 
     def cycle_channel(self) -> None:
         n = self.channel_box.count()
@@ -313,6 +489,20 @@ class ImageView(QWidget):
 
     def reset_view(self) -> None:
         self.vb.autoRange(padding=0.02)
+
+    def zoom_percent(self) -> float:
+        """Screen pixels per image pixel, in percent."""
+        px = self.vb.viewPixelSize()[0]
+        return 100.0 / px if px > 0 else 100.0
+
+    def zoom(self, factor: float) -> None:
+        """Zoom in (factor > 1) or out around the centre of the view."""
+        centre = self.vb.viewRect().center()
+        self.vb.scaleBy((1 / factor, 1 / factor), center=centre)
+        self._show_zoom()
+
+    def _show_zoom(self) -> None:
+        self.zoom_label.setText(f"{self.zoom_percent():.0f}%" if self.loaded is not None else "")
 
     # ------------------------------------------------------------------ cursor, path, readout
     def set_cursor(self, diameter: float | None) -> None:

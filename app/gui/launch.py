@@ -19,6 +19,7 @@ from annotation.integrity import check_images
 from annotation.project import Project, ProjectError
 
 from . import workers
+from .errors import in_words, quiet_libraries
 from .main_window import MainWindow
 from .wizard import NewProjectDialog, StartPage, choose_project_folder, remember_project
 
@@ -28,6 +29,7 @@ SCREENSHOT_SIZE = (1600, 1000)
 
 
 def application() -> QApplication:
+    quiet_libraries()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("im2im-active")
     app.setApplicationName("im2im-active")
@@ -57,6 +59,8 @@ class Launcher:
         return page
 
     def open(self, path: str) -> MainWindow | None:
+        if isinstance(self.window, MainWindow) and not self.window.confirm_close():
+            return None  # a round is running and the person keeps working
         if not path:
             path = choose_project_folder(self.window)
             if not path:
@@ -84,7 +88,12 @@ class Launcher:
             if window is self.window:
                 window.start()
 
-        workers.start(check_images, project, on_done=checked, on_error=lambda _exc: window.start())
+        def not_checked(exc: Exception) -> None:
+            log.warning("could not check the image files: %s", in_words(exc))
+            if window is self.window:
+                window.start()
+
+        workers.start(check_images, project, on_done=checked, on_error=not_checked)
         return window
 
     def _report_images(self, window: MainWindow, problems: list) -> None:

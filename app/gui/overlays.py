@@ -95,12 +95,14 @@ def auto_levels(plane: np.ndarray, low: float = 0.5, high: float = 99.8) -> tupl
     return float(lo), float(max(hi, lo + 1e-6))
 
 
-def composite(channels: np.ndarray, levels: list[tuple[float, float]], colours: list[tuple[int, int, int]]
-              ) -> np.ndarray:
-    """(C, Y, X) -> (Y, X, 3) uint8 additive composite with per-channel contrast and colour."""
+def composite(channels: np.ndarray, levels: list[tuple[float, float]], colours: list[tuple[int, int, int]],
+              gamma: float = 1.0) -> np.ndarray:
+    """(C, Y, X) -> (Y, X, 3) uint8 additive composite with per-channel contrast, gamma and colour."""
     out = np.zeros((*channels.shape[1:], 3), np.float32)
     for ch, (lo, hi), colour in zip(channels, levels, colours, strict=False):
         norm = np.clip((ch.astype(np.float32) - lo) / (hi - lo), 0, 1)
+        if gamma != 1.0:
+            norm **= gamma
         out += norm[..., None] * (np.array(colour, np.float32) / 255.0)
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 

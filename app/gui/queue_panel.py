@@ -1,7 +1,9 @@
-"""The queue: images ranked by the active strategy, with score, thumbnail and state.
+"""The queue: images ranked by the active strategy, with score, thumbnail and review state.
 
-Ranking is :func:`annotation.loop.queue` (DB only, run on a worker so a big project never stalls the
-window). The table is a model/view pair: Qt asks only for the rows on screen, so a 10,000-image queue costs
+Ranking is :func:`annotation.session.queue` (DB only, always run on a worker: ranking by diversity takes a
+while on a big project, and the window must never wait for it). It ranks by the newest model whose scoring
+finished, so a stopped scoring leaves the previous ranking in place. The review states and the counters
+come from the store after every save (:meth:`QueuePanel.set_state`): one source of truth. The table is a model/view pair: Qt asks only for the rows on screen, so a 10,000-image queue costs
 the same to show as a 10-image one, and thumbnails are made (on a worker, cached per image id) only for rows
 that are actually displayed.
 """
@@ -23,13 +25,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation import loop
+from annotation import loop, session
 from annotation.project import Project
 from annotation.strategies import STRATEGIES
 
 from . import workers
+from .errors import in_words
 
 STATE_COLOURS = {"untouched": "#9e9e9e", "in_progress": "#ffb74d", "done": "#81c784"}
+STATE_WORDS = {"untouched": "untouched", "in_progress": "in progress", "done": "✓ done"}
 THUMB = 48
 Index = QModelIndex | QPersistentModelIndex
 
@@ -70,7 +74,8 @@ class QueueModel(QAbstractTableModel):
         e = self.entries[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return (str(e.rank + 1), e.name, "—" if e.score is None else f"{e.score:.4g}", e.state)[col]
+            return (str(e.rank + 1), e.name, "—" if e.score is None else f"{e.score:.3f}",
+                    STATE_WORDS.get(e.state, e.state))[col]
         if role == Qt.ItemDataRole.DecorationRole and col == 1:
             icon = self.icons.get(e.image_id)
             if icon is None:
@@ -82,6 +87,8 @@ class QueueModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and col == 1:
             return f"{e.name} (id {e.image_id})"
+        if role == Qt.ItemDataRole.ToolTipRole and col == 2:
+            return "—: not scored yet" if e.score is None else f"{e.score:.6g}"
         if role == Qt.ItemDataRole.UserRole:
             return e.image_id
         return None
@@ -117,16 +124,19 @@ class QueuePanel(QWidget):
         self._thumbs: dict[int, QIcon] = {}
         self._thumbs_pending: set[int] = set()
         self._generation = 0
+        self.ranking: session.Ranking | None = None
 
         self.strategy = QComboBox()
         self.strategy.addItems(list(STRATEGIES))
         self.strategy.setCurrentText(project.loop.strategy)
         self.strategy.setToolTip("How images are ranked: most useful to correct first")
         self.state = QComboBox()
-        self.state.addItems(["all", "untouched", "in_progress", "done"])
-        self.state.setToolTip("Show only images in this state")
+        for text, value in (("all", None), ("untouched", "untouched"), ("in progress", "in_progress"),
+                            ("done", "done")):
+            self.state.addItem(text, value)
+        self.state.setToolTip("Show only images in this review state")
         for box in (self.strategy, self.state):
-            box.currentIndexChanged.connect(self.refresh)
+            box.currentIndexChanged.connect(lambda _i: self.refresh())
         self.model = QueueModel(self._want_thumbnail, self)
         self._rows: dict[int, int] = {}
         self._thumb_batch: list[int] = []
@@ -157,6 +167,10 @@ class QueuePanel(QWidget):
         self.next_button.clicked.connect(self.next)
         self.summary = QLabel("")
         self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        self.ranked_by = QLabel("")
+        self.ranked_by.setObjectName("muted")
+        self.ranked_by.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Rank by"))
@@ -171,33 +185,54 @@ class QueuePanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.summary)
+        layout.addWidget(self.ranked_by)
         layout.addLayout(nav)
 
     # ------------------------------------------------------------------ data
     def refresh(self) -> None:
-        """Re-rank on a worker (after a new model, a strategy/filter change, or a correction)."""
+        """Re-rank on a worker (at start, after a new model or scores, a strategy/filter change, Done)."""
         self._generation += 1
         generation = self._generation
         strategy = self.strategy.currentText()
-        state = None if self.state.currentText() == "all" else self.state.currentText()
-        workers.start(loop.queue, self.project, strategy, state,
-                      on_done=lambda entries: self._show(entries, generation))
+        state = self.state.currentData()
+        workers.start(session.queue, self.project, strategy, state,
+                      on_done=lambda ranking: self._show(ranking, generation),
+                      on_error=lambda exc: self.ranked_by.setText(f"Could not rank the queue: {in_words(exc)}"))
 
-    def refresh_now(self) -> None:
-        """Synchronous variant (first load, tests)."""
-        state = None if self.state.currentText() == "all" else self.state.currentText()
-        self._show(loop.queue(self.project, self.strategy.currentText(), state), self._generation)
-
-    def _show(self, entries: list[loop.QueueEntry], generation: int) -> None:
+    def _show(self, ranking: session.Ranking, generation: int) -> None:
         if generation != self._generation:
             return  # a newer refresh is on its way
-        self.entries = entries
-        self._rows = {e.image_id: row for row, e in enumerate(entries)}
-        self.model.set_entries(entries)
-        counts = {s: sum(e.state == s for e in entries) for s in STATE_COLOURS}
-        self.summary.setText(f"{len(entries)} images · " + " · ".join(f"{n} {s}" for s, n in counts.items()))
+        self.ranking = ranking
+        self.entries = ranking.entries
+        self._rows = {e.image_id: row for row, e in enumerate(self.entries)}
+        self.model.set_entries(self.entries)
+        self.set_counts(ranking.counts, ranking.excluded)
+        if ranking.current is None:
+            self.ranked_by.setText("Not ranked yet: train a model (Train now) to rank by uncertainty.")
+        elif ranking.stale:
+            older = f"v{ranking.version}'s scores" if ranking.version is not None else "no scores (unranked)"
+            self.ranked_by.setText(f"Ranked by {older}: v{ranking.current} has not scored every image yet "
+                                   "(Score now).")
+        else:
+            self.ranked_by.setText(f"Ranked by v{ranking.version}'s scores.")
         self._highlight()
         self.refreshed.emit()
+
+    def set_counts(self, counts: dict[str, int], excluded: int = 0) -> None:
+        """The summary line, from the store's review counts."""
+        total = sum(counts.values())
+        parts = [f"{counts.get(state, 0)} {words}" for state, words in (
+            ("done", "done"), ("in_progress", "in progress"), ("untouched", "untouched"))]
+        self.summary.setText(f"{total} images: " + " · ".join(parts)
+                             + (f" ({excluded} excluded)" if excluded else ""))
+
+    def set_state(self, image_id: int, state: str) -> None:
+        """Show the stored review state of one image without re-ranking (after every save)."""
+        row = self.row_of(image_id)
+        if row is None or self.entries[row].state == state:
+            return
+        self.entries[row].state = state
+        self.model.row_changed(row)
 
     def _want_thumbnail(self, image_id: int) -> None:
         """Called while painting a row without a thumbnail: batch the requests, make them on a worker."""
@@ -286,10 +321,8 @@ class QueuePanel(QWidget):
     def first_image(self) -> int | None:
         return self.entries[0].image_id if self.entries else None
 
-    def mark(self, image_id: int, state: str) -> None:
-        """Show a new review state at once (in progress after the first stroke) without re-ranking."""
+    def next_to_review(self, image_id: int | None) -> int | None:
+        """The image after ``image_id`` in the queue that is not done (wrapping around), None if none."""
         row = self.row_of(image_id)
-        if row is None or self.entries[row].state in (state, "done"):
-            return
-        self.entries[row].state = state
-        self.model.row_changed(row)
+        order = self.entries if row is None else self.entries[row + 1:] + self.entries[:row]
+        return next((e.image_id for e in order if e.state != "done" and e.image_id != image_id), None)

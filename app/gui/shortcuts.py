@@ -23,6 +23,9 @@ ACTIONS: dict[str, tuple[str, list[str], str]] = {
     "brush_bigger": ("Bigger brush", ["]"], "brush size +"),
     "close_polygon": ("Close polygon", ["Return"], "fill the polygon being clicked"),
     "cancel": ("Cancel", ["Esc"], "drop the unfinished stroke, polygon or merge; close this help"),
+    "done_next": ("Done → next", ["Ctrl+Return", "Ctrl+Enter"],
+                  "mark this image done (all of it checked) and open the next one to review"),
+    "skip": ("Skip", [], "leave this image as it is and open the next one (like Next image)"),
     "next": ("Next image", [".", "Ctrl+Right"], "next image in the queue"),
     "previous": ("Previous image", [",", "Ctrl+Left"], "previous image in the queue"),
     "z_up": ("Next Z plane", ["PgUp"], "move up one plane"),
@@ -33,7 +36,13 @@ ACTIONS: dict[str, tuple[str, list[str], str]] = {
     "toggle:uncertainty": ("Uncertainty overlay", ["U"], "show/hide the uncertainty heatmap"),
     "toggle:ignore": ("Ignore overlay", ["I"], "show/hide the ignore mask"),
     "reset_view": ("Fit image", ["0"], "zoom to fit"),
+    "zoom_in": ("Zoom in", ["+", "="], "zoom in around the centre"),
+    "zoom_out": ("Zoom out", ["-"], "zoom out around the centre"),
+    "outline": ("Labels as outlines", ["O"], "draw the labels as outlines only / filled"),
+    "auto_contrast": ("Auto contrast", ["A"], "contrast from this image's percentiles, for this channel"),
     "train": ("Train now", ["Ctrl+T"], "start a training round in the background"),
+    "score": ("Score now", [], "score the images with the current model and re-rank the queue"),
+    "stop": ("Stop", [], "stop the running round or scoring"),
     "help": ("Keyboard shortcuts", ["F1", "?"], "show this help"),
     **{f"value:{i}": (f"Label {i}", [str(i)], "") for i in range(1, 10)},
 }
@@ -69,7 +78,7 @@ class HelpOverlay(QWidget):
         for i, (text, keys, desc) in enumerate(rows):
             col = 0 if i < half else 3
             row = i if i < half else i - half
-            k = QLabel(" / ".join(keys))
+            k = QLabel(" / ".join(keys) or "menu")
             k.setObjectName("keys")
             grid.addWidget(k, row, col)
             grid.addWidget(QLabel(text), row, col + 1)

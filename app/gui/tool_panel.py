@@ -53,7 +53,7 @@ class ToolPanel(QWidget):
         self.size.setToolTip("Brush diameter in pixels ([ and ])")
         self.size.valueChanged.connect(tools.set_size)
         self.value = QSpinBox()
-        self.value.setRange(0, 2**31 - 1)
+        self.value.setRange(0, 2**31 - 1 if tools.max_value is None else tools.max_value)
         self.value.setValue(tools.value)
         self.value.setToolTip("Label value the brush, fill and polygon paint (1–9 keys, picker, N)")
         self.value.valueChanged.connect(lambda v: v != tools.value and tools.set_value(v))

@@ -50,6 +50,7 @@ class ToolController(QObject):
         self.size = 7
         self.value = 1
         self.task = "semantic"
+        self.max_value: int | None = None  # semantic projects: the highest class id (num_classes - 1)
         self._vertices: list[Point] = []
         self._lasso = False
         self._merge_keep: int | None = None
@@ -59,8 +60,8 @@ class ToolController(QObject):
     def set_editor(self, editor: LabelEditor | None, task: str) -> None:
         self.cancel()
         self.editor, self.task = editor, task
-        if editor is not None and task == "instance" and self.value == 1 and editor.label.max() > 0:
-            self.set_value(editor.new_instance_id())
+        if editor is not None and task == "instance" and editor.label.max() > 0:
+            self.set_value(editor.new_instance_id())  # never grow an unrelated instance of the next image
 
     def set_tool(self, tool: str) -> None:
         if tool not in TOOLS:
@@ -71,7 +72,12 @@ class ToolController(QObject):
         self.message.emit(f"{TOOLS[tool][0]}: {TOOLS[tool][2]}")
 
     def set_value(self, value: int) -> None:
-        self.value = max(0, int(value))
+        value = max(0, int(value))
+        if self.max_value is not None and value > self.max_value:
+            self.message.emit(f"This project has {self.max_value + 1} classes: label values 0–{self.max_value} "
+                              f"(0 is background)")
+            value = self.max_value
+        self.value = value
         self.value_changed.emit(self.value)
 
     def set_size(self, size: int) -> None:
@@ -196,6 +202,20 @@ class ToolController(QObject):
         ed = self.editor
         if ed is not None:
             self._commit(ed.accept_prediction)
+
+    def reset_label(self, to: str) -> None:
+        """*Reset label* to ``pseudo``, ``prediction`` or ``empty`` (one undoable edit)."""
+        ed = self.editor
+        if ed is None:
+            return
+        self.cancel()
+        words = {"pseudo": "the pseudo label", "prediction": "the current prediction", "empty": "empty"}
+        before = ed.label.copy()
+        self._commit(lambda: ed.reset(to))
+        if not (ed.label != before).any():
+            self.message.emit(f"The label already is {words.get(to, to)}")
+        else:
+            self.message.emit(f"Label reset to {words.get(to, to)} (Ctrl+Z undoes it)")
 
     def undo(self) -> None:
         self._history(True)

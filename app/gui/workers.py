@@ -58,6 +58,7 @@ class LoadedImage:
     prediction: np.ndarray | None  # (Z, Y, X)
     uncertainty: np.ndarray | None  # (Z, Y, X) float
     model_version: int | None
+    pixel_size_um: float | None = None  # from the file's metadata (None when it has none)
 
 
 def uncertainty_file(project: Project, version: int | None, name: str) -> Path | None:
@@ -67,12 +68,39 @@ def uncertainty_file(project: Project, version: int | None, name: str) -> Path |
     return path if path.exists() else None
 
 
+def pixel_size_um(path: str, reported: float | None) -> float | None:
+    """The pixel width in micrometres, or None when the file does not say.
+
+    Why a check: aicsimageio reports 1.0 µm for a plain TIFF whose resolution has no unit (what most
+    writers leave), which would draw a wrong scale bar; such a size is no size.
+    """
+    if not isinstance(reported, int | float) or not 0 < reported < 1e4:
+        return None
+    if Path(path).suffix.lower() in (".tif", ".tiff") and not path.lower().endswith((".ome.tif", ".ome.tiff")):
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                if tif.is_ome:
+                    return float(reported)
+                if tif.is_imagej:
+                    unit = str((tif.imagej_metadata or {}).get("unit", "")).lower()
+                    return float(reported) if unit in ("micron", "um", "µm", "\\u00b5m", "nm", "mm") else None
+                tag = tif.pages[0].tags.get("ResolutionUnit")
+                return float(reported) if tag is not None and int(tag.value) in (2, 3) else None
+        except Exception:  # unreadable metadata: no scale bar rather than a wrong one
+            return None
+    return float(reported)
+
+
 def load_image(project: Project, image_id: int, t: int = 0,
                writer: Callable[[Callable[[], object]], None] | None = None) -> LoadedImage:
     """Pixels, labels and the uncertainty map of one image (blocking: call from a worker)."""
     store = project.store
     record = store.image(image_id)
-    data = np.asarray(io.read_image(record.path, t).data)
+    image = io.read_image(record.path, t)
+    data = np.asarray(image.data)
+    pixel_size = pixel_size_um(record.path, image.info.physical_pixel_sizes[2])
     mid = data.shape[1] // 2
     levels = [auto_levels(data[c, mid]) for c in range(data.shape[0])]
     editor = LabelEditor(store, image_id, t, writer=writer)
@@ -87,7 +115,7 @@ def load_image(project: Project, image_id: int, t: int = 0,
         except (OSError, KeyError, ValueError) as exc:
             log.warning("%s: unreadable uncertainty map (%s)", path, exc)
     return LoadedImage(record, t, data, levels, editor, None if prediction is None else as_zyx(prediction),
-                       unc, version)
+                       unc, version, pixel_size)
 
 
 def make_thumbnail(record: ImageRecord, size: int = 56) -> tuple[int, np.ndarray | None]:

@@ -28,6 +28,7 @@ def test_a_round_without_steps_is_refused_before_it_starts(small_project: Path, 
         assert project.store.jobs() == [] and project.store.models() == []
 
 
+@pytest.mark.slow
 def test_a_model_that_did_not_learn_is_rejected_and_the_record_says_why(small_project: Path) -> None:
     with Project.open(small_project) as project:
         config = dict(project.config)
@@ -46,6 +47,7 @@ def test_a_model_that_did_not_learn_is_rejected_and_the_record_says_why(small_pr
         assert spec["val"] == [] and {e["name"] for e in spec["check"]}.isdisjoint(e["name"] for e in spec["train"])
 
 
+@pytest.mark.slow
 def test_held_out_done_images_judge_parent_and_child_alike(small_project: Path, demo_folder) -> None:
     _, truth_dir = demo_folder
     with Project.open(small_project) as project:

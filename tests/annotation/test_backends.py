@@ -3,7 +3,8 @@
 Two Slurms: a fake one that always runs (``sbatch``/``squeue``/``sacct``/``scancel`` scripts on PATH that
 behave like a single-node cluster: the batch script runs in the background, PENDING then RUNNING, final
 states in sacct, scancel sends SIGTERM to the job's processes), and a real one (Debian's ``slurmctld`` and
-``slurmd`` on localhost, started here) that is skipped with the reason when Slurm is not installed.
+``slurmd`` on localhost, started here) that is skipped with the reason only when Slurm is not installed
+(.ci/run installs it as root with apt-get); installed daemons that do not come up fail it, with their logs.
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def _use_slurm(project: Project, nproc: int = 1) -> None:
     project.save_config(config)
 
 
+@pytest.mark.slow
 def test_rounds_run_as_slurm_jobs(small_project: Path, fake_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)
@@ -279,6 +281,15 @@ def _slurm_missing() -> str | None:
     return None
 
 
+def _daemon_logs(d: Path, procs: list[subprocess.Popen]) -> str:
+    """The tail of each daemon's log, and which daemons already exited (with their exit codes)."""
+    parts = [f"{' '.join(map(str, p.args[:1]))} exited with {p.returncode}" for p in procs if p.poll() is not None]
+    for name in ("munge/munged.log", "slurmctld.log", "slurmd.log"):
+        log = d / name
+        parts.append(f"--- {name}:\n" + (log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"))
+    return "\n".join(parts)
+
+
 @pytest.fixture
 def real_slurm(tmp_path_factory, monkeypatch):
     """munged + slurmctld + slurmd on this host, private config and ports; stopped afterwards."""
@@ -313,10 +324,9 @@ def real_slurm(tmp_path_factory, monkeypatch):
                 break
             time.sleep(1)
         else:
-            logs = "".join((d / n).read_text()[-1500:] for n in ("slurmctld.log", "slurmd.log") if (d / n).exists())
-            # the daemons could not start in this environment (containers often lack cgroups/hostname
-            # set-up): an environment limit, reported with the daemons' logs, not a backend failure
-            pytest.skip(f"local Slurm did not come up within 60 s: {logs}")
+            # Slurm is installed and we are root: daemons that do not come up are a failure, never a skip
+            pytest.fail(f"local Slurm did not come up within 60 s (sinfo: {out.stdout.strip() or out.stderr.strip()})"
+                        f"\n{_daemon_logs(d, procs)}")
         yield d
     finally:
         for proc in reversed(procs):
@@ -327,6 +337,7 @@ def real_slurm(tmp_path_factory, monkeypatch):
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_real_slurm_train_score_and_cancel(small_project: Path, real_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)

@@ -25,6 +25,8 @@ from im2im_engine.data import normalize
 from im2im_engine.exported import ExportedModel
 from im2im_engine.targets import classes_to_instances
 
+pytestmark = pytest.mark.slow  # every test uses the trained project (a training round in an engine worker)
+
 #: A Python that cannot import this project (nor MONAI): TorchScript via plain torch, ONNX via onnxruntime.
 FRESH = """
 import sys, json, numpy as np

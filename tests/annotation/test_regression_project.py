@@ -27,6 +27,7 @@ def _pairs(tmp_path: Path, n: int = 4) -> tuple[Path, Path]:
     return noisy, clean
 
 
+@pytest.mark.slow
 def test_denoising_project_round_trip(tmp_path: Path) -> None:
     noisy, clean = _pairs(tmp_path)
     (clean / "cell0_clean.tif").rename(clean / "cell0_gt.tif")  # another common suffix still matches

@@ -1,4 +1,7 @@
-"""GUI test fixtures: an isolated QSettings, a small demo project and an open main window."""
+"""GUI test fixtures: an isolated QSettings, a small demo project and an open main window.
+
+The Qt-free command-line tests live in tests/cli/, so they run wherever the engine does.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
+try:  # Qt is a hard dependency of the app: a missing PySide6 fails these tests, it does not skip them
+    import PySide6  # noqa: F401
+except ImportError as exc:
+    raise ImportError(f"PySide6 cannot be imported ({exc}); it is a dependency of im2im-active: "
+                      "pip install -e . (or make install)") from exc
 
 
 @pytest.fixture(autouse=True)

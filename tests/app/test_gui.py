@@ -4,62 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QImage, QMouseEvent
-from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from gui_actions import click, key, paint_row, stored
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 
 from annotation import editing
 
 pytestmark = pytest.mark.gui
-
-
-def _mouse(widget, kind: QEvent.Type, pos: QPoint, buttons, button=Qt.MouseButton.NoButton) -> None:
-    local = QPointF(pos)
-    event = QMouseEvent(kind, local, QPointF(widget.mapToGlobal(pos)), button, buttons,
-                        Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(widget, event)
-
-
-def drag(window, points: list[tuple[float, float]]) -> None:
-    """Left-drag through image pixel coordinates (y, x) on the view's viewport."""
-    view = window.view
-    port = view.glw.viewport()
-    left = Qt.MouseButton.LeftButton
-    pts = [view.image_to_widget(y, x) for y, x in points]
-    _mouse(port, QEvent.Type.MouseButtonPress, pts[0], left, left)
-    for p in pts[1:]:
-        _mouse(port, QEvent.Type.MouseMove, p, left)
-    _mouse(port, QEvent.Type.MouseButtonRelease, pts[-1], Qt.MouseButton.NoButton, left)
-    QApplication.processEvents()
-
-
-def click(window, y: float, x: float) -> None:
-    port = window.view.glw.viewport()
-    p = window.view.image_to_widget(y, x)
-    left = Qt.MouseButton.LeftButton
-    _mouse(port, QEvent.Type.MouseButtonPress, p, left, left)
-    _mouse(port, QEvent.Type.MouseButtonRelease, p, Qt.MouseButton.NoButton, left)
-    QApplication.processEvents()
-
-
-def key(window, key_, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    window.activateWindow()
-    QTest.keyClick(window.view.glw, key_, modifiers)
-    QApplication.processEvents()
-
-
-def stored(window, version: str = "corrected"):
-    window.saver.wait()
-    return window.project.store.get_label(window.image_id, version)
-
-
-def paint_row(window, qtbot, value: int = 77):
-    window.trigger("tool:brush")
-    window.tools.set_size(3)  # radius 1
-    window.tools.set_value(value)
-    drag(window, [(40, 20), (40, 30), (40, 45), (40, 60)])
-    qtbot.waitUntil(lambda: not window.saver.busy, timeout=5000)
 
 
 def test_brush_stroke_is_stored_exactly_where_painted(window, qtbot):
@@ -79,7 +30,8 @@ def test_brush_stroke_is_stored_exactly_where_painted(window, qtbot):
     np.testing.assert_array_equal(corrected[~changed], base[~changed])  # rest initialised from pseudo
     assert any(t.startswith("*") for t in titles) and not window.windowTitle().startswith("*")
     assert len(window.project.store.history(image_id)) == 1  # one stroke = one edit
-    assert window.queue.entries[window.queue.row_of(image_id)].state == "in_progress"
+    qtbot.waitUntil(lambda: window.queue.entries[window.queue.row_of(image_id)].state == "in_progress",
+                    timeout=5000)  # read back from the store once the stroke is saved
     assert window.view._label_u8[40, 40] == 77  # overlay redrawn
 
 

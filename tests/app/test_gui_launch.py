@@ -25,3 +25,34 @@ def test_missing_image_is_reported_when_the_project_opens(qtbot, gui_project: Pa
         assert (launcher.project.store.get_label(first.id, "pseudo") == pseudo).all()
     finally:
         launcher.close()
+
+
+def test_the_gui_log_carries_no_library_chatter(caplog, monkeypatch) -> None:
+    """Bug 6: tifffile / aicsimageio warnings were printed several times for one odd file."""
+    import logging
+    import warnings
+
+    from app.gui.launch import application
+
+    for name in ("tifffile", "aicsimageio"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        application()
+        logging.getLogger("tifffile").warning("TiffPage 0: invalid tag value")
+        logging.getLogger("aicsimageio.readers.tiff_reader").warning("Could not parse tiff pixel size")
+        warnings.warn_explicit("deprecated reader option", UserWarning, "reader.py", 1, module="aicsimageio.readers")
+        logging.getLogger("app.gui").warning("the app's own warning")
+    assert [r.getMessage() for r in caplog.records] == ["the app's own warning"]
+    assert not [w for w in shown if "deprecated reader" in str(w.message)]
+
+
+def test_errors_in_words() -> None:
+    from app.gui.errors import in_words
+    from im2im_engine.io import ImageReadError
+
+    assert in_words(ImageReadError("/data/a.tif", "file is empty (0 bytes)")) == "/data/a.tif: file is empty (0 bytes)"
+    assert in_words(FileNotFoundError(2, "No such file or directory", "/data/b.tif")) == "/data/b.tif is not there any more"
+    text = in_words(IndexError("list index out of range"))
+    assert text.startswith("an unexpected error") and "the details are in the log" in text

@@ -2,30 +2,142 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+from gui_actions import answer_next_question, menu_action, paint_row, press
 from PySide6.QtWidgets import QMessageBox
 
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small semantic project with v1 trained (12 steps) and scored: made once, copied by each test."""
+    from annotation import loop
+    from annotation.project import Project
+    from annotation.setup import init_project
+    from resources.demo import write_demo_dataset
+    from tests.conftest import make_fast
+
+    base = tmp_path_factory.mktemp("trained")
+    images, _ = write_demo_dataset(base / "data", n_images=4, size=96, seed=1)
+    project, _ = init_project(base / "proj", images, pseudo="otsu", task="semantic")
+    make_fast(project)
+    assert loop.train_round(project).accepted
+    loop.score(project)
+    project.close()
+    with Project.open(base / "proj") as project:
+        assert len(project.store.scores(1)) == 4
+    return base / "proj"
+
+
+@pytest.fixture
+def trained_copy(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "proj"))
+
+
+def wait_idle(panel, qtbot, timeout: int = 400_000) -> None:
+    qtbot.waitUntil(lambda: not panel.running, timeout=timeout)
+
+
 @pytest.mark.slow
-def test_train_round_shows_progress_new_model_and_reranks(small_project, reopen, qtbot):
-    window = reopen(small_project)
+@pytest.mark.timeout(1800)  # the module's trained project comes first: minutes on a busy 2-core machine
+def test_train_now_button_trains_the_configured_steps(trained_copy, reopen, qtbot):
+    """Bug 1: Qt's clicked(checked=False) reached train_round as ``steps``: a 0-step model was accepted."""
+    window = reopen(trained_copy)
     panel = window.training
-    assert panel.models.rowCount() == 0 and all(e.score is None for e in window.queue.entries)
+    paint_row(window, qtbot, value=1)  # one correction (class 1) to fine-tune on
     events = []
     panel._bridge.progress.connect(events.append)
-    with qtbot.waitSignal(panel.model_updated, timeout=120_000) as blocker:
-        window.trigger("train")
-        assert panel.running and not panel.start_button.isEnabled()
-    result = blocker.args[0]
-    assert result.accepted and result.version == 1
-    assert any(e.get("phase") == "train" for e in events)
-    assert panel.models.rowCount() == 1 and panel.models.item(0, 0).text() == "v1"
-    assert not panel.running and panel.start_button.isEnabled()
-    qtbot.waitUntil(lambda: all(e.score is not None for e in window.queue.entries), timeout=10_000)
-    qtbot.waitUntil(lambda: window.view.loaded.prediction is not None, timeout=10_000)
-    assert window.layers.checks["prediction"].isEnabled()
+    press(panel.start_button)
+    assert panel.running and not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
+    wait_idle(panel, qtbot)
+    store = window.project.store
+    assert "failed" not in panel.status.text(), panel.status.text()
+    child = store.model(2)
+    assert child["metrics"]["steps"] == window.project.loop.finetune_steps  # 8, not 0
+    assert any(e.get("phase") == "train" and e.get("step") for e in events)
+    # the panel says what decided, in words, and the models table shows the steps
+    assert "v2 agrees with" in panel.status.text()
+    assert panel.models.item(0, 0).text() == "v2" and panel.models.item(0, 3).text() == "8"
+    if child["status"] == "accepted":
+        qtbot.waitUntil(lambda: window.queue.ranking is not None and window.queue.ranking.version == 2,
+                        timeout=20_000)
+        assert all(e.score is not None for e in window.queue.entries if e.state != "done")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the module's trained project comes first: minutes on a busy 2-core machine
+def test_stop_during_scoring_keeps_the_ranking_and_score_now_ranks_again(trained_copy, reopen, qtbot):
+    """Bug 2: a stopped scoring left every score "—" and no way to score again."""
+    from annotation.project import Project
+
+    with Project.open(trained_copy) as project:  # v2: a new current model (v1's weights), not scored yet
+        store = project.store
+        store.add_model(version=2, path=store.model(1)["path"], parent=1, status="accepted", round=1,
+                        metrics={"steps": 8}, n_corrected=0)
+        store.set_current_model(2)
+        v1_scores = {r["image_id"]: r["details"]["entropy"] for r in store.scores(1)}
+    window = reopen(trained_copy)
+    panel, queue = window.training, window.queue
+    qtbot.waitUntil(lambda: queue.ranking is not None, timeout=10_000)
+    assert queue.ranking.version == 1 and "v1" in queue.ranked_by.text()  # the last complete ranking
+    assert {e.image_id: e.score for e in queue.entries} == pytest.approx(v1_scores)
+
+    phases = []
+    panel._bridge.progress.connect(lambda e: phases.append(e.get("phase")))
+    press(panel.score_button)
+    qtbot.waitUntil(lambda: "score" in phases, timeout=30_000)
+    press(panel.stop_button)
+    wait_idle(panel, qtbot)
+    assert "Scoring stopped" in panel.status.text() and "keeps the ranking of v1" in panel.status.text()
+    qtbot.waitUntil(lambda: not window.saver.busy, timeout=5000)
+    window.queue.refresh()
+    qtbot.waitUntil(lambda: queue.ranking.version == 1, timeout=10_000)
+    assert {e.image_id: e.score for e in queue.entries} == pytest.approx(v1_scores)
+    assert panel.score_button.isEnabled()
+
+    with qtbot.waitSignal(panel.model_updated, timeout=400_000):
+        press(panel.score_button)
+    wait_idle(panel, qtbot)
+    assert "The queue is ranked by v2" in panel.status.text()
+    qtbot.waitUntil(lambda: queue.ranking.version == 2 and "v2" in queue.ranked_by.text(), timeout=10_000)
+    v2_scores = {r["image_id"]: r["details"]["entropy"] for r in window.project.store.scores(2)}
+    assert {e.image_id: e.score for e in queue.entries} == pytest.approx(v2_scores)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the module's trained project comes first: minutes on a busy 2-core machine
+def test_quitting_while_a_round_runs_asks_stops_and_marks_the_job(trained_copy, reopen, qtbot, capfd):
+    """Bug 4: no question, a traceback, and a job left "running" for ever."""
+    window = reopen(trained_copy)
+    panel = window.training
+    steps = []
+    panel._bridge.progress.connect(lambda e: e.get("phase") == "train" and e.get("step") and steps.append(e))
+    press(panel.start_button)
+    qtbot.waitUntil(lambda: bool(steps), timeout=200_000)  # the worker is training
+
+    answer_next_question("Keep working")
+    menu_action(window, "File", "Quit").trigger()
+    assert window.isVisible() and panel.running  # nothing stopped
+
+    answer_next_question("Stop and close")
+    menu_action(window, "File", "Quit").trigger()
+    assert not window.isVisible() and not panel.running
+    project = window.project
+    job = project.store.query("SELECT * FROM jobs ORDER BY id DESC LIMIT 1")[0]
+    assert job["kind"] == "train" and job["status"] == "cancelled" and job["message"].startswith("interrupted")
+    assert project.store.current_model == 1  # the round's model is not kept
+    project.close()
+    from annotation.project import Project
+    from annotation.status import format_status, project_status
+
+    with Project.open(trained_copy) as again:
+        assert "Running" not in format_status(project_status(again))
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "closed database" not in err and "Signal source" not in err
 
 
 def test_wizard_reports_bad_input_in_a_dialog(tmp_path, qtbot, monkeypatch):

@@ -83,6 +83,7 @@ def _one_process_train(tmp: Path, disk_data) -> tuple[Engine, list[float]]:
     return eng, [h["loss"] for h in res.history]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one(tmp_path: Path, disk_data) -> None:
     _write(tmp_path, disk_data)
     two = _run(_spec(tmp_path, "train2", kind="train", output_dir="two"), 2)

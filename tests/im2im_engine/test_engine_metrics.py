@@ -45,3 +45,10 @@ def test_psnr_ssim():
     assert ssim(x, x) == pytest.approx(1.0)
     assert ssim(x + rng.normal(0, 0.3, x.shape), x) < 0.9
     assert ssim(x[None], x[None]) == pytest.approx(1.0)  # (C, Y, X)
+
+
+def test_psnr_default_range_is_the_truths():
+    truth = np.linspace(10.0, 14.0, 64).reshape(8, 8)  # range 4, not the dtype's
+    pred = truth + 0.4
+    assert psnr(pred, truth) == pytest.approx(10 * np.log10(16 / 0.16))
+    assert psnr(np.zeros(4), np.zeros(4)) == float("inf")  # flat truth: range 1, identical: inf

@@ -102,7 +102,7 @@ def test_training_patches_are_cut_like_the_window():
     samples = [Sample(_image((70, 300))[0], np.ones((70, 300), np.int32))]
     patch = training_patch(cfg, [(70, 300)])
     prepared = [prepare(s, cfg, rng, patch) for s in samples]
-    x, y, w = PatchSampler(prepared, cfg, rng, patch).batch(3)
+    x, _y, w = PatchSampler(prepared, cfg, rng, patch).batch(3)
     assert x.shape == (3, 1, 72, 128)
     # the two mirrored rows never train: weight 0 wherever the patch lies beyond the image
     assert (w.sum(axis=(1, 2)) <= 70 * 128).all()

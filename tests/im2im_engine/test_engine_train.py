@@ -59,6 +59,7 @@ def test_early_stopping(tiny_cfg, disk_data):
     assert res.stopped_early and res.steps < 200
 
 
+@pytest.mark.slow
 def test_instance_training_learns(tiny_cfg, disk_data):
     samples = [Sample(im, gt, None, f"i{i}") for i, (im, gt) in enumerate(disk_data)]
     eng = Engine.from_config(tiny_cfg("instance", training={"steps": 60, "val_every": 20}))
@@ -69,6 +70,7 @@ def test_instance_training_learns(tiny_cfg, disk_data):
     assert labels.dtype == np.int32 and labels.max() >= 2
 
 
+@pytest.mark.slow
 def test_regression_learns(tiny_cfg, disk_data):
     from scipy import ndimage as ndi
 
@@ -91,6 +93,7 @@ def test_weights_zero_means_ignored(tiny_cfg, disk_data):
     assert (eng.predict(im).labels[gt > 0] == 1).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_fine_tuning_moves_toward_corrections(tiny_cfg, tmp_path, make_disks):
     """Pseudo labels are over-segmented (dilated); fine-tuning from that checkpoint on corrections fixes it."""
     from scipy import ndimage as ndi
@@ -108,6 +111,7 @@ def test_fine_tuning_moves_toward_corrections(tiny_cfg, tmp_path, make_disks):
     assert eng2.evaluate(truth)["dice"] > before + 0.05
 
 
+@pytest.mark.slow
 def test_3d_semantic_trains(tiny_cfg, make_disks):
     data = [make_disks(s, size=32, three_d=True) for s in range(2)]
     samples = [Sample(im, (gt > 0).astype(np.int32), None, f"z{i}") for i, (im, gt) in enumerate(data)]

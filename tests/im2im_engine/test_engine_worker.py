@@ -39,6 +39,7 @@ def run_worker(job: Path) -> tuple[int, list[dict]]:
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_train_then_score(tmp_path: Path, disk_data, capsys):
     rc, events = run_worker(write_job(tmp_path, disk_data, "train"))
     assert rc == 0, events
@@ -108,6 +109,7 @@ def test_error_exit_code_and_event(tmp_path: Path):
     assert rc == 1 and events[-1]["event"] == "error" and "invalid JSON" in events[-1]["message"]
 
 
+@pytest.mark.slow
 def test_sigterm_cancels_and_keeps_checkpoint(tmp_path: Path, disk_data):
     job = write_job(tmp_path, disk_data, "train", steps=100000)
     proc = subprocess.Popen([sys.executable, "-m", "im2im_engine.worker", str(job)], cwd=ROOT,

@@ -61,8 +61,21 @@ def test_absurd_header_is_refused_without_allocating(tmp_path: Path) -> None:
         np.lib.format.write_array_header_1_0(
             fh, {"descr": "<u2", "fortran_order": False, "shape": (1_000_000, 1_000_000)}
         )
-    with pytest.raises(io.ImageReadError, match=r"huge\.npy"):
+    with pytest.raises(io.ImageReadError, match=r"huge\.npy: one timepoint has 1,000,000,000,000 pixels"):
         io.read_image(path)
+
+
+def test_npy_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real, complete .npy array over a lowered limit: refused by the guard, not by a failing mmap."""
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((3, 40, 30), np.uint8))  # 3,600 elements
+    assert io.read_image(path).data.shape == (1, 3, 40, 30)  # readable under the default limit
+    monkeypatch.setattr(io, "MAX_ELEMENTS", 3_599)
+    for read in (io.read_image, io.image_info, io.read_array):
+        with pytest.raises(io.ImageReadError, match=r"big\.npy: one timepoint has 3,600 pixels.*limit of 3,599"):
+            read(path)
+    monkeypatch.setattr(io, "MAX_ELEMENTS", 3_600)  # exactly at the limit is allowed
+    assert io.read_array(path).shape == (3, 40, 30)
 
 
 def test_masks_are_checked(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from annotation.project import Project
 from app.cli import main
 
 
+@pytest.mark.slow
 def test_cli_loop_end_to_end(small_project: Path, demo_folder, capsys) -> None:
     proj = str(small_project)
     _, truth = demo_folder

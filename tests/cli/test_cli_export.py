@@ -1,4 +1,4 @@
-"""``export``, ``predict`` and ``import-model`` from the command line, and the GUI's export dialog."""
+"""``export``, ``predict`` and ``import-model`` from the command line (the GUI's export dialog: tests/app)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from annotation.project import Project
 from app.cli import main
 from im2im_engine import io
 
+pytestmark = pytest.mark.slow  # every test uses a project trained by `im2im-active train` (an engine worker)
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
@@ -22,17 +23,9 @@ def read_csv(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def cli_project(tmp_path_factory) -> tuple[Path, Path]:
     """(project, images): demo data, Otsu pseudo labels, trained and scored by ``im2im-active train``."""
-    from resources.demo import write_demo_dataset
-    from tests.conftest import make_fast
+    from tests.conftest import trained_cli_project
 
-    base = tmp_path_factory.mktemp("cli_export")
-    images, _ = write_demo_dataset(base / "data", n_images=3, size=96, seed=2)
-    assert main(["init", str(base / "proj"), "--images", str(images), "--pseudo", "otsu", "--task", "instance",
-                 "-q"]) == 0
-    with Project.open(base / "proj") as project:
-        make_fast(project, steps=4)
-    assert main(["train", str(base / "proj"), "-q"]) == 0
-    return base / "proj", images
+    return trained_cli_project(tmp_path_factory.mktemp("cli_export"))
 
 
 def test_predict_project_and_exported_model_match_the_app(cli_project, tmp_path: Path, capsys) -> None:
@@ -93,23 +86,3 @@ def test_import_model_command(cli_project, tmp_path: Path, capsys) -> None:
     assert "as model v2 (status imported, now current)" in capsys.readouterr().out
     with Project.open(proj) as project:
         assert project.store.current_model == 2 and project.store.model(2)["status"] == "imported"
-
-
-@pytest.mark.gui
-def test_export_dialog_runs_off_the_gui_thread(cli_project, tmp_path: Path, qtbot) -> None:
-    from app.gui.export_dialog import ExportDialog
-
-    with Project.open(cli_project[0]) as project:
-        dialog = ExportDialog(project)
-        qtbot.addWidget(dialog)
-        assert dialog.version.currentData() == 1 and dialog.output.text().startswith(str(project.exports_dir))
-        dialog.format.setCurrentIndex(dialog.format.findData("labels"))
-        assert not dialog.version.isEnabled() and dialog.versions.isEnabled()
-        dialog.versions.setCurrentIndex(dialog.versions.findData("all"))
-        dialog.output.setText(str(tmp_path / "gui_labels"))
-        with qtbot.waitSignal(dialog.finished_export, timeout=30000) as blocker:
-            dialog.start()
-            assert not dialog.run_button.isEnabled()  # returned at once: the export runs on a worker
-        report = blocker.args[0]
-        assert report.n_images == 3 and (tmp_path / "gui_labels" / "labels.csv").exists()
-        assert "exported 3 labels" in dialog.status.text()

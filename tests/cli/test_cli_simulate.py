@@ -27,6 +27,7 @@ def fast_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_simulate_writes_the_curve_and_summary(tmp_path: Path, capsys, fast_config: Path) -> None:
     images, truth = write_demo_dataset(tmp_path / "data", n_images=6, size=80, seed=2)
     out = tmp_path / "out"
@@ -53,9 +54,11 @@ def test_simulate_writes_the_curve_and_summary(tmp_path: Path, capsys, fast_conf
 
 
 def test_simulate_rejects_unknown_strategy(tmp_path: Path, capsys) -> None:
-    code = main(["simulate", "--images", str(tmp_path), "--truth", str(tmp_path), "--strategy", "best",
-                 "--rounds", "1", "--per-round", "1", "--out", str(tmp_path / "o")])
-    assert code == 1 and "unknown strategy best" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a usage error, found by the parser before anything runs
+        main(["simulate", "--images", str(tmp_path), "--truth", str(tmp_path), "--strategy", "best",
+              "--rounds", "1", "--per-round", "1", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "unknown strategy best" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

@@ -1,0 +1,168 @@
+"""#10 Noise2Void: PSNR and time of our N2V / N2V2 against CAREamics' N2V, same image, same training budget.
+
+``python -m benchmarks.denoise [--quick] [--json FILE]`` (also ``python -m benchmarks --only 10``).
+
+Per test image (the demo nuclei rendered without noise, skimage's ``cell``; Poisson–Gaussian noise added,
+see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input, of the Gaussian filter
+whose sigma is tuned *on the truth* (a baseline that cheats), of ours (N2V and N2V2 presets) and of
+CAREamics' N2V, each trained for the same number of optimiser steps of the same batch of 64² patches on 2
+threads, alternating which side runs first. CAREamics pins its own torch, so it runs in its own venv
+(``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; ``--install-careamics`` creates it with ``pip
+install torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
+:mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU
+(CPU seconds are the steadier figure on a shared machine); prediction is timed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import Result, spread, table
+from .denoise_data import add_poisson_gaussian, best_gaussian, cell_clean, demo_clean
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 2
+#: (name, clean image, peak photons, read noise): noisy PSNR about 19-20 dB.
+IMAGES = (("demo", lambda: demo_clean(0, 256), 30.0, 2.0), ("cell", cell_clean, 30.0, 2.0))
+
+
+def careamics_python(install: bool = False) -> Path | None:
+    """The benchmark venv's python with CAREamics importable, or None.
+
+    ``install``: create the venv when missing (``torch==2.13.0`` first, so pip takes the local CPU wheel
+    when CAREamics accepts it, then ``careamics``; several GB when it pulls its own torch).
+    """
+    venv = Path(os.environ.get("IM2IM_CAREAMICS_VENV", ROOT / ".venvs" / "careamics"))
+    py = venv / "bin" / "python"
+    if not py.exists() and install:
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = [str(py), "-m", "pip", "install", "-q"]
+            subprocess.run([*pip, "torch==2.13.0"], check=True)
+            subprocess.run([*pip, "careamics"], check=True)
+        except (subprocess.CalledProcessError, OSError):
+            return None
+    if not py.exists():
+        return None
+    ok = subprocess.run([str(py), "-c", "import careamics"], capture_output=True).returncode == 0
+    return py if ok else None
+
+
+def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int) -> tuple[np.ndarray, dict]:
+    """Train our preset on ``noisy`` for ``steps`` x ``batch`` patches; denoised image in raw units + times."""
+    import torch
+
+    from im2im_engine import Engine, Sample, load_config
+    from im2im_engine.config import preset_dir
+    from im2im_engine.n2v import to_raw_units
+
+    torch.set_num_threads(THREADS)
+    raw = __import__("yaml").safe_load((preset_dir() / "denoise_n2v_2d.yaml").read_text())
+    raw.pop("loop", None)
+    over = {"training": {"steps": steps, "batch_size": batch, "amp": False}, "data": {"patch_size": [patch, patch]}}
+    if n2v2:
+        over["task"] = {"n2v": {"strategy": "median"}}
+        over["model"] = {"blur_pool": True, "top_skip": False}
+    cfg = load_config(raw, over)
+    eng = Engine.from_config(cfg, device="cpu")
+    t0, c0 = time.perf_counter(), time.process_time()
+    eng.train([Sample(noisy, None, None, "noisy")])
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0 = time.perf_counter()
+    out = to_raw_units(eng.predict(noisy[None]).output, noisy[None], cfg)[0]
+    return out, {"train_s": train_s, "train_cpu_s": train_cpu, "predict_s": time.perf_counter() - t0}
+
+
+def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n2v2: bool = False
+              ) -> tuple[np.ndarray, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
+        np.save(src, noisy)
+        cmd = [str(py), str(Path(__file__).with_name("careamics_n2v.py")), str(src), str(dst), str(steps),
+               str(batch), str(patch), "--threads", str(THREADS)] + (["--n2v2"] if n2v2 else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise RuntimeError(f"CAREamics failed: {proc.stderr.strip().splitlines()[-1:]}")
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        return np.load(dst), info
+
+
+def run(quick: bool = False, install: bool = False) -> list[Result]:
+    from im2im_engine.metrics import psnr
+
+    steps, batch, patch = (60, 8, 64) if quick else (300, 16, 64)
+    py = careamics_python(install)
+    results: list[Result] = []
+    for k, (name, make, peak, read) in enumerate(IMAGES):
+        noisy, truth = add_poisson_gaussian(make(), peak, read, seed=1)
+        rng = float(truth.max() - truth.min())
+        noisy_psnr = psnr(noisy, truth, rng)
+        gauss_psnr, sigma = best_gaussian(noisy, truth)
+        runs: dict[str, tuple[float, dict]] = {}
+        order = ["careamics", "n2v", "n2v2"] if k % 2 == 0 else ["n2v2", "n2v", "careamics"]
+        for who in order:
+            if who == "careamics":
+                if py is None:
+                    continue
+                out, info = careamics(py, noisy, steps, batch, patch)
+            else:
+                out, info = ours(noisy, who == "n2v2", steps, batch, patch)
+            runs[who] = (psnr(out, truth, rng), info)
+            print(f"  {name} {who}: PSNR {runs[who][0]:.2f} dB, train {info['train_s']:.0f} s "
+                  f"({info['train_cpu_s']:.0f} CPU s)", flush=True)
+        base = runs.get("careamics")
+        for who in ("n2v", "n2v2"):
+            value, info = runs[who]
+            delta = None if base is None else value - base[0]
+            t_ratio = None if base is None else info["train_cpu_s"] / max(base[1]["train_cpu_s"], 1e-9)
+            met = (value - noisy_psnr >= 4.0 and value > gauss_psnr
+                   and (delta is None or (delta >= -0.3 and t_ratio <= 1.0)))
+            note = (f"noisy {noisy_psnr:.2f} dB, Gaussian tuned on truth {gauss_psnr:.2f} dB (sigma {sigma}), "
+                    f"ours {value:.2f} dB (+{value - noisy_psnr:.2f}); train {info['train_s']:.0f} s wall / "
+                    f"{info['train_cpu_s']:.0f} s CPU, predict {info['predict_s']:.1f} s")
+            if base is not None:
+                note += (f"; CAREamics N2V {base[0]:.2f} dB, train {base[1]['train_s']:.0f} s wall / "
+                         f"{base[1]['train_cpu_s']:.0f} s CPU (torch {base[1].get('torch')})")
+            else:
+                note += ("; CAREamics not run: no venv with careamics (python -m benchmarks.denoise "
+                         "--install-careamics, or set IM2IM_CAREAMICS_VENV)")
+            results.append(Result(
+                id=f"10.{name}.{who}", what=f"{who.upper()} on {name} {noisy.shape[0]}x{noisy.shape[1]}, "
+                f"{steps} steps x {batch} patches {patch}²", unit="dB PSNR",
+                ours=spread([value]), baseline=None if base is None else spread([base[0]]),
+                ratio=None if delta is None else spread([delta]),
+                ratio_def="ours - CAREamics (dB); CPU-time ratio in the note",
+                goal=">= +4 dB over noisy, > tuned Gaussian, >= CAREamics - 0.3 dB at <= its time", met=met,
+                note=note + ("" if t_ratio is None else f"; train CPU ours/CAREamics {t_ratio:.2f}"),
+                params={"steps": steps, "batch": batch, "patch": patch, "peak_photons": peak, "read_noise": read,
+                        "noisy_psnr": noisy_psnr, "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma,
+                        "ours": info, "careamics": None if base is None else {"psnr": base[0], **base[1]}}))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.denoise", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--install-careamics", action="store_true", help="create CAREamics' venv when missing")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, args.install_careamics)
+    print(table(rows))
+    for r in rows:
+        print(f"- {r.id}: {r.note}")
+    if args.json:
+        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
