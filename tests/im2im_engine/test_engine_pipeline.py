@@ -221,3 +221,15 @@ def test_non_finite_loss_names_its_step(tiny_cfg, disk_data):
         eng = Engine.from_config(tiny_cfg(data={"normalization": "none"}, training={"steps": 4}), device="cpu")
         with pytest.raises(FloatingPointError, match="at step 1;"):
             eng.train([Sample(bad, (gt > 0).astype(np.int32), None, "nan")], sync_interval_s=interval)
+
+
+def test_denoise_masking_with_background_threads_trains_identically(tiny_cfg, disk_data):
+    """N2V masking draws from its own generator; as the stream's transform it runs in the training thread in
+    stream order, so background threads change nothing (the losses of main's synchronous loop, checked
+    side by side with main once; here: threads against none)."""
+    samples = [Sample(im, None, None, f"d{i}") for i, (im, _) in enumerate(disk_data[:2])]
+    runs = []
+    for workers in (0, 2):
+        eng = Engine.from_config(tiny_cfg("denoise", training={"steps": 4, "loader_workers": workers}), device="cpu")
+        runs.append([h["loss"] for h in eng.train(samples).history])
+    assert runs[0] == runs[1]
