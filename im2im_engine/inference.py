@@ -385,6 +385,7 @@ def sampled_moments(fl: torch.Tensor, w: torch.Tensor, b: torch.Tensor, masks: t
     return mean, ent, var
 
 
+@torch.no_grad()
 def mc_dropout_moments(net: Im2ImNet, f: torch.Tensor, samples: int, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Textbook MC dropout of the head, the reference the approximation is checked against: ``samples``
@@ -408,6 +409,7 @@ def mc_dropout_moments(net: Im2ImNet, f: torch.Tensor, samples: int, generator: 
     return mean, ent, (sq - mean * mean).clamp_min(0).mean(1, keepdim=True)
 
 
+@torch.no_grad()
 def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, samples: int = 1024,
                  margin_sigmas: float = MARGIN_SIGMAS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dropout-head statistics for backbone features ``f`` (B, F, *sp): the Gaussian approximation where it
@@ -479,6 +481,7 @@ def head_moments(net: Im2ImNet, f: torch.Tensor, passes: int, classify: bool, sa
     return mean, ent, var
 
 
+@torch.no_grad()
 def check_against_sampling(net: Im2ImNet, f: torch.Tensor, passes: int, samples: int, reference: int = 3000,
                            margin_sigmas: float = MARGIN_SIGMAS, generator: torch.Generator | None = None
                            ) -> dict[str, float]:
