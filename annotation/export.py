@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from im2im_engine.atomic import replace_dir, sha256
+from im2im_engine.atomic import follow_umask, replace_dir, sha256
+from im2im_engine.calibration import UNCALIBRATED, CalibrationError, PixelSizes, read_pixel_sizes
 
 from .project import Project, ProjectError
 from .store import ImageRecord, StoreError
@@ -158,13 +159,16 @@ def export_model(project: Project, fmt: str, output: str | os.PathLike, *, versi
         raise ExportFailed(f"model format must be one of {', '.join(MODEL_FORMATS)} (got {fmt!r})")
     prov = provenance(project, version)
     ckpt = project.root / prov["model"]["checkpoint"]
+    settings = project.export_settings
+    meta = {"name": f"im2im-active {project.task} v{prov['model']['version']}", "license": settings.license,
+            "authors": [a.model_dump(exclude_none=True) for a in settings.authors],
+            "maintainers": [m.model_dump(exclude_none=True) for m in settings.maintainers]}
     if progress:
         progress(0, 4, f"loading v{prov['model']['version']}")
     try:
         engine = Engine.load(ckpt, device="cpu")
         result = engine_export(engine, fmt, output, provenance=prov, sample=_sample_image(project),
-                               overwrite=overwrite, progress=progress,
-                               meta={"name": f"im2im-active {project.task} v{prov['model']['version']}"})
+                               overwrite=overwrite, progress=progress, meta=meta)
     except (CheckpointError, ExportError) as exc:
         raise ExportFailed(str(exc)) from None
     project.store.log("export", format=fmt, path=str(result.path), model_version=prov["model"]["version"],
@@ -242,7 +246,34 @@ def _staged(output: Path, overwrite: bool) -> Path:
 
 
 LABEL_CSV_FIELDS = ("image", "image_path", "label_file", "label_version", "kind", "model_version", "corrected_by",
-                    "first_corrected_at", "corrected_at", "n_edits", "seconds_spent", "corrected_from_model")
+                    "first_corrected_at", "corrected_at", "n_edits", "seconds_spent", "corrected_from_model",
+                    "pixel_size")
+#: Columns of ``pairs.csv``, the CSV MMV_Im2Im (0.8.1) reads: ``IM``/``GT`` by its data module
+#: (``generate_dataset_dict_monai``, which takes no cost map from a CSV: point it at the folder for those),
+#: ``source_path``/``target_path``/``costmap_path`` by its EmbedSeg loader (``generate_dataset_dict``).
+#: Absolute paths: MMV_Im2Im opens them relative to where it runs, not to the CSV.
+PAIRS_CSV_FIELDS = ("IM", "GT", "CM", "source_path", "target_path", "costmap_path")
+#: ``pairs_provenance.csv``: where each pair comes from (kept out of pairs.csv, which MMV_Im2Im reads).
+PAIR_PROVENANCE_FIELDS = ("name", "image", "image_path", "label_version", "model_version", "corrected_by",
+                          "corrected_at", "n_edits", "seconds_spent", "pixel_size")
+
+
+def source_pixel_sizes(image: ImageRecord) -> tuple[PixelSizes, str]:
+    """The pixel size of the image a label belongs to, as its file states it, and a note for the CSV.
+
+    Nothing is invented: an uncalibrated source gives an uncalibrated export, and a source that cannot be
+    read now (moved) or whose unit OME cannot store gives none either, with the reason in the note.
+    """
+    from im2im_engine.io import ImageReadError
+
+    try:
+        sizes = read_pixel_sizes(image.path)
+    except CalibrationError as exc:
+        return UNCALIBRATED, f"not written: {exc}"
+    except (ImageReadError, OSError) as exc:
+        return UNCALIBRATED, f"unknown: source image unreadable ({exc})"
+    sizes = sizes if image.is_3d else sizes.planar()
+    return sizes, sizes.describe() or "none (the source image has no calibration)"
 
 
 def export_labels(project: Project, output: str | os.PathLike, *, versions: str = "corrected",
@@ -266,12 +297,14 @@ def export_labels(project: Project, output: str | os.PathLike, *, versions: str 
             if progress:
                 progress(i, len(rows), r.image.name)
             rel = f"labels/{names[r.image.id]}.ome.tif"
-            io.write_ome_tiff(tmp / rel, r.label.astype(np.int32))
+            sizes, note = source_pixel_sizes(r.image)
+            io.write_ome_tiff(tmp / rel, r.label.astype(np.int32), **sizes.writer_kwargs())
             rec = correction_record(project, r.image.id) if r.version == "corrected" else {}
             table.append({"image": r.image.name, "image_path": r.image.path, "label_file": rel,
                           "label_version": r.version, "kind": kind, "model_version": r.info.get("model_version") or "",
-                          **{k: rec.get(k, "") for k in LABEL_CSV_FIELDS[6:]}})
-        _publish_table(project, tmp, output, "labels", LABEL_CSV_FIELDS, table, versions, rows, __version__)
+                          **{k: rec.get(k, "") for k in LABEL_CSV_FIELDS[6:-1]}, "pixel_size": note})
+        _publish(project, tmp, output, "labels", {"labels.csv": (LABEL_CSV_FIELDS, table)}, versions, rows,
+                 __version__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
@@ -280,14 +313,21 @@ def export_labels(project: Project, output: str | os.PathLike, *, versions: str 
     return ExportReport("labels", output, None, ["labels.csv", "provenance.json", "labels/"], {}, len(rows))
 
 
-def _publish_table(project: Project, tmp: Path, output: Path, fmt: str, fields: tuple[str, ...], table: list[dict],
-                   versions: str, rows: list[LabelRow], engine_version: str) -> None:
-    """Finish a staged label/pair export: ``FMT.csv``, provenance, then move the folder into place."""
-    with open(tmp / f"{fmt}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(table)
+def _publish(project: Project, tmp: Path, output: Path, fmt: str,
+             tables: dict[str, tuple[tuple[str, ...], list[dict]]], versions: str, rows: list[LabelRow],
+             engine_version: str) -> None:
+    """Finish a staged label/pair export: its CSV tables, provenance, modes, then move it into place.
+
+    The staging folder is private (``mkdtemp``, 0700) and the TIFFs are staged privately too; the published
+    folder and files follow the user's umask like anything else they write, so colleagues can open them.
+    """
+    for name, (fields, table) in tables.items():
+        with open(tmp / name, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(table)
     _write_data_provenance(project, tmp, fmt, versions, rows, engine_version)
+    follow_umask(tmp)
     replace_dir(tmp, output)
 
 
@@ -311,11 +351,12 @@ def _write_data_provenance(project: Project, folder: Path, fmt: str, versions: s
 
 def export_pairs(project: Project, output: str | os.PathLike, *, versions: str = "corrected",
                  overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
-    """MMV_Im2Im-style training pairs: ``NAME_IM.tiff`` (image), ``NAME_GT.tiff`` (label), ``NAME_CM.tiff``.
+    """MMV_Im2Im training pairs: ``NAME_IM.tiff`` (image), ``NAME_GT.tiff`` (label), ``NAME_CM.tiff``.
 
-    The cost map is the per-pixel training weight the loop itself uses: corrected pixels 1, pseudo /
-    predicted ones ``training.weights.pseudo``, pixels in the ignore mask ``training.weights.ignore``.
-    Images are written as OME-TIFF (C[Z]YX, timepoint 0) so their metadata travels with them.
+    The cost map is the per-pixel training weight the loop itself uses (:func:`annotation.trainset.weight_map`).
+    Images are written as OME-TIFF (C[Z]YX, timepoint 0) with the source's pixel sizes and units (none
+    where it has none). ``pairs.csv`` is MMV_Im2Im's CSV (:data:`PAIRS_CSV_FIELDS`); where each pair comes
+    from is in ``pairs_provenance.csv`` and ``provenance.json``.
     """
     from im2im_engine import __version__, io
 
@@ -326,30 +367,38 @@ def export_pairs(project: Project, output: str | os.PathLike, *, versions: str =
         raise ExportFailed(f"{project.root}: no {'corrected ' if versions == 'corrected' else ''}labels to export")
     weights = training_weights(project)
     names = _file_names(rows)
+    final = output.resolve()
     tmp = _staged(output, overwrite)
     try:
-        table = []
+        pairs, origin = [], []
         for i, r in enumerate(rows):
             if progress:
                 progress(i, len(rows), r.image.name)
             img = io.read_image(r.image.path)
             base = names[r.image.id]
-            sizes = img.info.physical_pixel_sizes
+            sizes, note = source_pixel_sizes(r.image)
             data = img.data if r.image.is_3d else img.data[:, 0]
             io.write_ome_tiff(tmp / f"{base}_IM.tiff", data, dim_order="CZYX" if r.image.is_3d else "CYX",
-                              channel_names=img.info.channel_names, physical_pixel_sizes=sizes)
-            io.write_ome_tiff(tmp / f"{base}_GT.tiff", r.label.astype(np.int32), physical_pixel_sizes=sizes)
+                              channel_names=img.info.channel_names, **sizes.writer_kwargs())
+            io.write_ome_tiff(tmp / f"{base}_GT.tiff", r.label.astype(np.int32), **sizes.writer_kwargs())
             cost = weight_map(project.store, r.image.id, r.version, r.label.shape, weights)
-            io.write_ome_tiff(tmp / f"{base}_CM.tiff", cost, physical_pixel_sizes=sizes)
-            table.append({"name": base, "image": r.image.path, "label_version": r.version})
-        _publish_table(project, tmp, output, "pairs", ("name", "image", "label_version"), table, versions, rows,
-                       __version__)
+            io.write_ome_tiff(tmp / f"{base}_CM.tiff", cost, **sizes.writer_kwargs())
+            im, gt, cm = (str(final / f"{base}_{tag}.tiff") for tag in ("IM", "GT", "CM"))
+            pairs.append({"IM": im, "GT": gt, "CM": cm, "source_path": im, "target_path": gt, "costmap_path": cm})
+            rec = correction_record(project, r.image.id) if r.version == "corrected" else {}
+            origin.append({"name": base, "image": r.image.name, "image_path": r.image.path,
+                           "label_version": r.version, "model_version": r.info.get("model_version") or "",
+                           **{k: rec.get(k, "") for k in PAIR_PROVENANCE_FIELDS[5:-1]}, "pixel_size": note})
+        _publish(project, tmp, output, "pairs", {"pairs.csv": (PAIRS_CSV_FIELDS, pairs),
+                                                 "pairs_provenance.csv": (PAIR_PROVENANCE_FIELDS, origin)},
+                 versions, rows, __version__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         progress(len(rows), len(rows), "done")
     project.store.log("export", format="pairs", path=str(output), versions=versions, n_images=len(rows))
-    return ExportReport("pairs", output, None, ["pairs.csv", "provenance.json"], {}, len(rows))
+    return ExportReport("pairs", output, None, ["pairs.csv", "pairs_provenance.csv", "provenance.json"], {},
+                        len(rows))
 
 
 def default_output(project: Project, fmt: str, version: int | None = None) -> Path:

@@ -25,6 +25,8 @@ from im2im_engine.atomic import atomic_write_text
 from .store import Store, StoreError
 
 TASKS = ("semantic", "instance", "regression", "denoise")
+#: Tasks whose projects take images only (Noise2Void learns from the noisy images themselves).
+TASKS_WITHOUT_LABELS = ("denoise",)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "resources" / "configs"
 
 
@@ -79,8 +81,31 @@ class JobSettings(BaseModel):
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
 
+class Person(BaseModel):
+    """An author or maintainer as bioimage.io records them (``github_user`` makes a maintainer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    github_user: str | None = None
+    affiliation: str | None = None
+    email: str | None = None
+    orcid: str | None = None
+
+
+class ExportSettings(BaseModel):
+    """Who a model export names, under ``export:`` in ``config.yaml`` (bioimage.io asks for a maintainer
+    with a GitHub name; without one its validator warns and the model zoo will not take the package)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    authors: list[Person] = Field(default_factory=list, description="default: the user name of the session")
+    maintainers: list[Person] = Field(default_factory=list, description="default: the authors with a github_user")
+    license: str = Field("BSD-3-Clause", description="SPDX identifier of the exported model's license")
+
+
 #: Sections of config.yaml that belong to the app, not the engine.
-APP_SECTIONS = ("loop", "jobs")
+APP_SECTIONS = ("loop", "jobs", "export")
 
 
 def _format_validation(source: str, exc: ValidationError) -> str:
@@ -126,7 +151,7 @@ def validate_engine_config(data: dict, source: str) -> Any:
 def check_config(config: dict, source: str) -> None:
     """Validate the engine part with the engine's schema, ``loop`` and ``jobs`` with their models here."""
     validate_engine_config({k: v for k, v in config.items() if k not in APP_SECTIONS}, source)
-    for key, model in (("loop", LoopSettings), ("jobs", JobSettings)):
+    for key, model in (("loop", LoopSettings), ("jobs", JobSettings), ("export", ExportSettings)):
         try:
             model(**(config.get(key) or {}))
         except ValidationError as exc:
@@ -235,6 +260,13 @@ class Project:
             return JobSettings(**(self.config.get("jobs") or {}))
         except ValidationError as exc:
             raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (jobs)", exc)) from None
+
+    @property
+    def export_settings(self) -> ExportSettings:
+        try:
+            return ExportSettings(**(self.config.get("export") or {}))
+        except ValidationError as exc:
+            raise ProjectError(_format_validation(f"{self.root / self.CONFIG} (export)", exc)) from None
 
     def save_config(self, config: dict) -> None:
         """Validate then write atomically; a bad config never replaces a good one."""

@@ -281,7 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     bar = TqdmProgress("demo", args.quiet)
     try:
         root = ensure_demo_project(args.project, progress=bar, n_images=args.images, three_d=args.three_d,
-                                   task=args.task)
+                                   task=args.task, recipe=args.recipe)
     finally:
         bar.close()
     if args.no_gui:
@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="demo-project", help="where to create it (reused if it exists)")
     p.add_argument("--images", type=positive_int, default=12, help="number of demo images")
     p.add_argument("--three-d", action="store_true", help="3D stacks instead of 2D images")
+    p.add_argument("--recipe", choices=["nuclei", "realistic"], default="nuclei",
+                   help="nuclei: 256² images of separate nuclei; realistic: 128² tiles (3D: 31×61×57) with "
+                        "uneven brightness, touching clumps and Poisson noise, like real microscopy")
     p.add_argument("--task", choices=["semantic", "instance"], default="instance",
                    help="segment nuclei as objects (instance) or foreground (semantic)")
     p.add_argument("--no-gui", action="store_true", help="print the status instead of opening the app")

@@ -70,6 +70,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             model.close()
     for path, problem in result.failed:
         print(f"  skipped {path}: {problem}", file=sys.stderr)
+    for path, note in result.notes:
+        print(f"  {path}: {note}", file=sys.stderr)
     ok = result.n_images - len(result.failed)
     print(f"predicted {ok} of {result.n_images} images into {args.output}")
     if result.n_images == 0:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -44,6 +48,50 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``).
+
+    ``os.umask`` can only be read by setting it; elsewhere it is set and restored at once under a lock, so
+    another thread of this module never sees the temporary value.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (recursively, for a folder) the modes ``open``/``mkdir`` would have given it.
+
+    Why: staging in ``mkstemp``/``mkdtemp`` (private 0600/0700, by design) and renaming keeps those modes,
+    so an export made with umask 022 would be unreadable to colleagues on a shared server. Exports are
+    published with 0666/0777 minus the umask, like any other file the user writes; executable bits are
+    never added to files.
+    """
+    mask = current_umask()
+    root = Path(path)
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    if root.is_symlink() or not root.exists():
+        return
+    if not root.is_dir():
+        os.chmod(root, file_mode)
+        return
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, dir_mode)
+        for name in files:
+            full = os.path.join(folder, name)
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                os.chmod(full, file_mode)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
 
 
 def sha256(path: str | os.PathLike) -> str:

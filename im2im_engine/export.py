@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from .atomic import replace_dir, sha256
+from .atomic import follow_umask, replace_dir
 from .config import EngineConfig, config_to_dict, dump_config
 
 FORMATS = ("torchscript", "onnx", "bioimageio")
@@ -45,6 +46,17 @@ ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 #: Largest difference between an exported graph and the engine that still counts as "the same model".
 TOLERANCE = 1e-4
+#: The instance post-processing, word for word what :func:`im2im_engine.targets.classes_to_instances` does
+#: (a test follows this text step by step, with the parameters in ``export.json``, and must get the same
+#: objects; change both together).
+INSTANCE_RULE = (
+    "seeded watershed: foreground = P(interior) + P(boundary) > fg_threshold; surface = Gaussian blur "
+    "(sigma surface_sigma px, edges repeated) of the Euclidean distance to the background times P(interior); "
+    "seeds = connected components (4-/6-connectivity) of the foreground pixels where the surface equals its "
+    "maximum over a (2 seed_distance + 1)-wide square/cube, exceeds surface_min and P(interior) > "
+    "seed_threshold; watershed of -surface from the seeds inside the foreground; foreground that no seed "
+    "reaches becomes objects of its own (its connected components) where they have at least orphan_min_size "
+    "px; then objects smaller than min_size px are dropped and ids renumbered 1..N")
 
 Progress = Callable[[int, int, str], None]
 
@@ -66,16 +78,32 @@ class Deployable(nn.Module):
 
     Softmax is part of the graph because the engine blends per-window *probabilities*; with it inside,
     a runner that stitches windows of this module's output reproduces the engine exactly.
+
+    Any spatial size goes in: the input is mirrored at its end up to a multiple of the network's stride and
+    the output cropped back, exactly as the app fits its window to an image (:func:`.inference.fit_window`),
+    so a 390×382 image needs no resizing by the user or by bioimage.io tools, and an image smaller than the
+    app's window gives the app's own output in one pass. Sizes already a multiple (every app window) are
+    untouched; the padding is traced as shape arithmetic, so it stays dynamic in TorchScript and ONNX.
     """
 
-    def __init__(self, net: nn.Module, classify: bool):
+    def __init__(self, net: nn.Module, classify: bool, multiple: list[int] | None = None):
         super().__init__()
         self.net = net
         self.classify = classify
+        self.multiple = [int(m) for m in (multiple or [])]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = [x.shape[2 + i] for i in range(len(self.multiple))]
+        pad: list[int] = []
+        for n, m in zip(reversed(sizes), reversed(self.multiple), strict=True):  # F.pad lists the last axis first
+            pad += [0, (-n) % m]
+        if pad:
+            x = F.pad(x, pad, mode="reflect")
         y = self.net(x).float()
-        return torch.softmax(y, 1) if self.classify else y
+        y = torch.softmax(y, 1) if self.classify else y
+        if pad:
+            y = y[(slice(None), slice(None), *(slice(0, n) for n in sizes))]
+        return y
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -123,10 +151,11 @@ def test_crop(image: np.ndarray | None, cfg: EngineConfig, seed: int = 0) -> np.
 
 
 def _second_size(cfg: EngineConfig) -> list[int]:
-    """Another valid input size (roi + one stride step per axis): proves the graph's spatial size is free."""
+    """Another input size, not a multiple of the stride (roi + stride + 3 per axis): proves the graph takes
+    any spatial size (dynamic axes and the padding inside)."""
     from .networks import total_stride
 
-    return [r + s for r, s in zip(cfg.inference.roi_size, total_stride(cfg), strict=True)]
+    return [r + s + 3 for r, s in zip(cfg.inference.roi_size, total_stride(cfg), strict=True)]
 
 
 def _axes(cfg: EngineConfig) -> str:
@@ -152,10 +181,10 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
         post = {"labels": "argmax over channels -> class ids (int32)"}
     elif task.kind == "instance":
         ic = task.instance
-        post = {"labels": "watershed: foreground P(interior)+P(boundary) > fg_threshold, seeds = connected "
-                          "components of P(interior) > seed_threshold (>= min_size px), watershed on "
-                          "-P(interior) inside the foreground; objects < min_size dropped",
-                "fg_threshold": ic.fg_threshold, "seed_threshold": ic.seed_threshold, "min_size": ic.min_size}
+        post = {"labels": INSTANCE_RULE, "fg_threshold": ic.fg_threshold, "seed_threshold": ic.seed_threshold,
+                "seed_distance": ic.seed_distance, "min_size": ic.min_size,
+                # constants of classes_to_instances (the test of INSTANCE_RULE keeps them honest)
+                "surface_sigma": 1.0, "surface_min": 1.0, "orphan_min_size": 4 * max(ic.min_size, 1)}
     else:
         post = {"labels": None, "units": "percentile-normalised" if task.normalize_target else "target units"}
     inf = cfg.inference
@@ -169,17 +198,21 @@ def manifest(cfg: EngineConfig, fmt: str, model_file: str) -> dict:
         "axes": _axes(cfg),
         "input": {"channels": cfg.data.in_channels, "dtype": "float32",
                   "normalization": cfg.data.normalization, "percentiles": list(cfg.data.percentiles),
-                  "size_multiple_of": total_stride(cfg)},
+                  "size_multiple_of": 1, "padded_inside_to_multiple_of": total_stride(cfg)},
         "output": {"kind": "probabilities" if task.classify else "regression",
                    "channels": channel_names(cfg)},
         "sliding_window": {"roi_size": list(inf.roi_size), "overlap": inf.overlap, "mode": inf.mode,
-                           "sigma_scale": inf.sigma_scale, "padding": "constant 0"},
+                           "sigma_scale": inf.sigma_scale,
+                           "padding": "none; along an axis where the image is smaller than roi_size the window is "
+                                      "the image rounded up to the stride, the image mirrored (reflect) at its end "
+                                      "up to it, the output cropped back"},
         "postprocessing": post,
         "test_input": "test_input.npy", "test_output": "test_output.npy",
     }
 
 
-def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, checks: dict) -> str:
+def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, checks: dict,
+           tiling: Any = None) -> str:
     """Plain-language instructions: enough to run the model with nothing but torch/onnxruntime + numpy."""
     m = manifest(cfg, fmt, model_file)
     axes = m["axes"].upper()
@@ -215,13 +248,16 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
         "* `test_input.npy` (raw image crop) / `test_output.npy` (the engine's output on it).",
         "",
         "## Running it",
-        f"Input: float32 `{axes}` (batch, {cfg.data.in_channels} channel(s), spatial axes a multiple of "
-        f"{m['input']['size_multiple_of']}). Output: `{axes}` with channels {m['output']['channels']}.",
+        f"Input: float32 `{axes}` (batch, {cfg.data.in_channels} channel(s), any spatial size: the graph mirrors "
+        f"the end of each axis up to a multiple of {m['input']['padded_inside_to_multiple_of']} and crops the "
+        "output back). "
+        f"Output: `{axes}` with channels {m['output']['channels']}, same spatial size.",
         "",
         f"1. Normalise: {norm_text}.",
         f"2. Predict in overlapping windows of {list(cfg.inference.roi_size)} (overlap {cfg.inference.overlap},"
-        f" {cfg.inference.mode} blending, sigma_scale {cfg.inference.sigma_scale}, zero padding) — MONAI's "
-        "`SlidingWindowInferer` with these settings reproduces the app exactly. One window:",
+        f" {cfg.inference.mode} blending, sigma_scale {cfg.inference.sigma_scale}) — MONAI's "
+        "`SlidingWindowInferer` with these settings reproduces the app exactly; where the image is smaller than "
+        "the window, the window is the image itself (the graph mirrors it up to the stride). One window:",
         "",
         "    import numpy as np, torch",
         "    x = np.load('test_input.npy')  # raw; normalise as in step 1 first",
@@ -231,8 +267,24 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
     ]
     if cfg.task.kind == "instance":
         ic = cfg.task.instance
-        lines.append(f"   Thresholds: fg_threshold={ic.fg_threshold}, seed_threshold={ic.seed_threshold}, "
-                     f"min_size={ic.min_size}. The watershed is not part of the graph.")
+        post = m["postprocessing"]
+        lines.append(f"   Parameters: fg_threshold={ic.fg_threshold}, seed_threshold={ic.seed_threshold}, "
+                     f"seed_distance={ic.seed_distance}, min_size={ic.min_size}, surface_sigma="
+                     f"{post['surface_sigma']}, surface_min={post['surface_min']}, orphan_min_size="
+                     f"{post['orphan_min_size']}. The watershed is not part of the graph.")
+    if tiling is not None:
+        from .bioimage_package import block_advice
+
+        lines += [
+            "",
+            "## bioimage.io tools",
+            f"The package takes any size from {tiling.min_size} (step 1), so `bioimageio predict` runs on whole "
+            f"images as they are. For blockwise prediction the output halo is {tiling.halo} px (the network's "
+            f"receptive-field radius {tiling.receptive_radius} rounded up to its stride). The network normalises "
+            "features per block (instance/group norm), so results depend slightly on the block size; blocks of "
+            f"the app's window {list(cfg.inference.roi_size)} come closest to the app: "
+            f"`bioimageio predict --blockwise {block_advice(cfg, tiling)} ...`.",
+        ]
     lines += [
         "",
         "Or, with im2im-active installed: `im2im-active predict --model THIS_FOLDER --input DIR --output DIR`",
@@ -251,7 +303,7 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
 
 
 def _write_common(folder: Path, engine: Any, fmt: str, model_file: str, provenance: dict, checks: dict,
-                  crop: np.ndarray, ref: Any) -> None:
+                  crop: np.ndarray, ref: Any, tiling: Any = None) -> None:
     cfg = engine.config
     np.save(folder / "test_input.npy", crop[None].astype(np.float32))
     np.save(folder / "test_output.npy", ref.output[None].astype(np.float32))
@@ -266,7 +318,7 @@ def _write_common(folder: Path, engine: Any, fmt: str, model_file: str, provenan
     prov.setdefault("config", config_to_dict(cfg))
     (folder / "provenance.json").write_text(json.dumps(prov, indent=2, default=str))
     (folder / MANIFEST).write_text(json.dumps(manifest(cfg, fmt, model_file), indent=2))
-    (folder / "README.md").write_text(readme(cfg, fmt, model_file, prov, checks))
+    (folder / "README.md").write_text(readme(cfg, fmt, model_file, prov, checks, tiling))
 
 
 # ------------------------------------------------------------------------------------------ writers
@@ -326,7 +378,9 @@ def _build(engine: Any, fmt: str, folder: Path, provenance: dict, sample: np.nda
     crop = test_crop(sample, cfg)
     ref = eng.predict(crop)  # the engine itself, sliding window over exactly one window
     norm = normalize(crop, cfg.data)
-    module = Deployable(eng.net, classify).eval()
+    from .networks import total_stride
+
+    module = Deployable(eng.net, classify, total_stride(cfg)).eval()
     with torch.no_grad():
         eager = module(torch.from_numpy(norm[None])).numpy()[0]
     checks: dict[str, Any] = {"test_input_shape": list(crop.shape), "eager_vs_engine_max_abs_diff":
@@ -362,9 +416,17 @@ def _build(engine: Any, fmt: str, folder: Path, provenance: dict, sample: np.nda
         files["onnx"] = name
         say(3, 4, "onnx written and checked with onnxruntime")
     model_file = files.get("torchscript") or files["onnx"]
-    _write_common(folder, eng, fmt, model_file, provenance, checks, crop, ref)
+    tile = None
     if fmt == "bioimageio":
-        write_rdf(folder, cfg, files, provenance, crop, ref, meta)
+        from .bioimage_package import tiling
+
+        tile = tiling(module, eng.net, cfg)
+        checks["bioimageio_tiling"] = tile.to_json()
+    _write_common(folder, eng, fmt, model_file, provenance, checks, crop, ref, tile)
+    if fmt == "bioimageio":
+        from .bioimage_package import write_rdf
+
+        write_rdf(folder, cfg, files, provenance, crop, ref, meta, tile, manifest(cfg, fmt, model_file))
     return checks
 
 
@@ -375,7 +437,7 @@ def export_model(engine: Any, fmt: str, output: str | os.PathLike, *, provenance
 
     ``sample``: a raw image (C, *sp) the test tensors are cut from (a real image makes a meaningful cover
     and check); ``provenance``: the caller's record, stored verbatim in ``provenance.json`` (and rdf.yaml);
-    ``meta``: bioimageio extras (name, description, authors, license, tags). Raises :class:`ExportError`
+    ``meta``: bioimageio extras (name, description, authors, maintainers, license, tags). Raises :class:`ExportError`
     when the target exists (unless ``overwrite``) or the exported graph does not reproduce the engine.
     """
     if fmt not in FORMATS:
@@ -392,11 +454,16 @@ def export_model(engine: Any, fmt: str, output: str | os.PathLike, *, provenance
         files = sorted(p.name for p in tmp.iterdir())
         if as_zip:
             packed = tmp.with_suffix(".zip.tmp")
-            with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in files:
-                    zf.write(tmp / name, name)
-            os.replace(packed, out)
+            try:
+                with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for name in files:
+                        zf.write(tmp / name, name)
+                follow_umask(packed)
+                os.replace(packed, out)
+            finally:
+                packed.unlink(missing_ok=True)
         else:
+            follow_umask(tmp)  # mkdtemp made it 0700: the published folder follows the umask
             replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -420,164 +487,3 @@ def read_manifest(folder: Path) -> dict:
         return json.loads(path.read_text())
     except ValueError as exc:
         raise ExportError(f"{path}: unreadable ({exc})") from None
-
-
-# ------------------------------------------------------------------------------------------ bioimageio
-#: Model RDF format written (bioimage.io spec 0.5 family; newer bioimageio.spec versions upgrade it on load).
-BIOIMAGEIO_FORMAT_VERSION = "0.5.4"
-CITATIONS = [
-    {"text": "MONAI Consortium. MONAI: Medical Open Network for AI", "doi": "10.5281/zenodo.4323058"},
-    {"text": "Sonneck J. et al. MMV_Im2Im: an open-source microscopy machine vision toolbox for image-to-image "
-             "transformation", "url": "https://arxiv.org/abs/2209.02498"},
-]
-
-
-def _cover(folder: Path, crop: np.ndarray, ref: Any) -> str:
-    """cover.png (2:1): the test input's middle plane beside the model's labels (or first output channel)."""
-    import imageio.v3 as iio
-
-    def plane(a: np.ndarray) -> np.ndarray:
-        return a[a.shape[0] // 2] if a.ndim == 3 else a
-
-    def grey(a: np.ndarray) -> np.ndarray:
-        lo, hi = np.percentile(a, (1, 99.8))
-        g = np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
-        return np.repeat((g * 255).astype(np.uint8)[..., None], 3, -1)
-
-    left = grey(plane(crop[0]))
-    if ref.labels is not None:
-        lab = plane(ref.labels).astype(np.int64)
-        rng = np.random.default_rng(7)
-        lut = rng.integers(60, 255, (int(lab.max()) + 1, 3)).astype(np.uint8)
-        lut[0] = 0
-        right = lut[lab]
-    else:
-        right = grey(plane(ref.output[0]))
-    img = np.concatenate([left, right], axis=1)
-    k = max(1, int(np.ceil(256 / img.shape[0])))
-    img = np.repeat(np.repeat(img, k, 0), k, 1)
-    iio.imwrite(folder / "cover.png", img)
-    return "cover.png"
-
-
-def _preprocessing(cfg: EngineConfig, axes: list[str]) -> list[dict]:
-    """The engine's per-image normalisation in bioimage.io terms (per channel, over the spatial axes)."""
-    data = cfg.data
-    if data.normalization == "percentile":
-        lo, hi = data.percentiles
-        return [{"id": "scale_range", "kwargs": {"axes": axes, "min_percentile": float(lo),
-                                                 "max_percentile": float(hi), "eps": 1e-6}}]
-    if data.normalization == "minmax":
-        return [{"id": "scale_range", "kwargs": {"axes": axes, "min_percentile": 0.0, "max_percentile": 100.0,
-                                                 "eps": 1e-6}}]
-    if data.normalization == "zscore":
-        return [{"id": "zero_mean_unit_variance", "kwargs": {"axes": axes, "eps": 1e-6}}]
-    return []
-
-
-def write_rdf(folder: Path, cfg: EngineConfig, files: dict[str, str], provenance: dict, crop: np.ndarray,
-              ref: Any, meta: dict) -> Path:
-    """``rdf.yaml`` of a bioimage.io model package (spec 0.5): axes, test tensors, weights, provenance.
-
-    The weights take normalised input (the preprocessing entry says how); outputs are probabilities (or
-    regression). Instance watershed is not expressible as bioimage.io postprocessing, so it is described
-    in the documentation and in ``config.im2im_active.manifest``.
-    """
-    from .networks import total_stride
-
-    d = cfg.data.spatial_dims
-    sp = ["z", "y", "x"][3 - d:]
-    stride = total_stride(cfg)
-    roi = list(cfg.inference.roi_size)
-    in_axes: list[dict] = [{"type": "batch"},
-                           {"type": "channel", "channel_names": [f"c{i}" for i in range(cfg.data.in_channels)]}]
-    in_axes += [{"type": "space", "id": a, "size": {"min": int(r), "step": int(s)}}
-                for a, r, s in zip(sp, roi, stride, strict=True)]
-    out_axes: list[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": channel_names(cfg)}]
-    out_axes += [{"type": "space", "id": a, "size": {"tensor_id": "raw", "axis_id": a}} for a in sp]
-    model = provenance.get("model") or {}
-    version = model.get("version")
-    task = cfg.task.kind
-    name = meta.get("name") or f"im2im-active {task} {d}D model" + (f" v{version}" if version else "")
-    what = {"semantic": "semantic segmentation", "instance": "instance segmentation (3-class + watershed)",
-            "regression": "image restoration (regression)", "denoise": "self-supervised denoising (N2V)"}[task]
-    description = meta.get("description") or (
-        f"{cfg.model.name} for {d}D {what}, refined by human-in-the-loop active learning in im2im-active"
-        + (f" (model v{version}, {model.get('n_corrected', 0)} corrected images)." if version else "."))
-    weights: dict[str, dict] = {}
-    if "torchscript" in files:
-        weights["torchscript"] = {"source": files["torchscript"], "sha256": sha256(folder / files["torchscript"]),
-                                  "pytorch_version": torch.__version__.split("+")[0]}
-    if "onnx" in files:
-        entry = {"source": files["onnx"], "sha256": sha256(folder / files["onnx"]), "opset_version": ONNX_OPSET}
-        if "torchscript" in weights:
-            entry["parent"] = "torchscript"
-        weights["onnx"] = entry
-    cover = _cover(folder, crop, ref)
-    import tifffile
-
-    tifffile.imwrite(folder / "sample_input.tif", crop[None].astype(np.float32))
-    tifffile.imwrite(folder / "sample_output.tif", ref.output[None].astype(np.float32))
-    tags = ["im2im-active", "monai", cfg.model.name.lower(), f"{d}d", "pytorch", "active-learning",
-            {"semantic": "semantic-segmentation", "instance": "instance-segmentation",
-             "regression": "restoration", "denoise": "denoising"}[task]]
-    rdf = {
-        "format_version": BIOIMAGEIO_FORMAT_VERSION,
-        "type": "model",
-        "name": name,
-        "description": description[:1000],
-        "authors": meta.get("authors") or [{"name": os.environ.get("USER") or "im2im-active user"}],
-        "cite": meta.get("cite") or CITATIONS,
-        "license": meta.get("license") or "BSD-3-Clause",
-        "documentation": "README.md",
-        "covers": [cover],
-        "tags": meta.get("tags") or tags,
-        "timestamp": provenance.get("exported_at") or _now(),
-        "attachments": [{"source": f, "sha256": sha256(folder / f)}
-                        for f in ("config.yaml", "provenance.json", MANIFEST)],
-        "inputs": [{
-            "id": "raw",
-            "description": f"raw image, {cfg.data.in_channels} channel(s); normalised by the preprocessing",
-            "axes": in_axes,
-            "test_tensor": {"source": "test_input.npy", "sha256": sha256(folder / "test_input.npy")},
-            "sample_tensor": {"source": "sample_input.tif", "sha256": sha256(folder / "sample_input.tif")},
-            "data": {"type": "float32"},
-            "preprocessing": _preprocessing(cfg, sp),
-        }],
-        "outputs": [{
-            "id": "probabilities" if cfg.task.classify else "prediction",
-            "description": {"semantic": "class probabilities (softmax); labels = argmax",
-                            "instance": "P(background), P(interior), P(boundary); instances by watershed "
-                                        "(see documentation)",
-                            "regression": "restored image", "denoise": "denoised image"}[task],
-            "axes": out_axes,
-            "test_tensor": {"source": "test_output.npy", "sha256": sha256(folder / "test_output.npy")},
-            "sample_tensor": {"source": "sample_output.tif", "sha256": sha256(folder / "sample_output.tif")},
-            "data": {"type": "float32"},
-        }],
-        "weights": weights,
-        "config": {"im2im_active": {"manifest": json.loads((folder / MANIFEST).read_text()),
-                                    "provenance": provenance, "engine_config": config_to_dict(cfg)}},
-    }
-    path = folder / "rdf.yaml"
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(rdf, default=str)), sort_keys=False))
-    return path
-
-
-def validate_bioimageio(path: str | os.PathLike) -> dict | None:
-    """Validate a package with ``bioimageio.spec`` when it is installed (None when it is not).
-
-    Returns ``{"status": ..., "format_version": ..., "errors": [...]}``; weights are not run here (that is
-    bioimageio.core's job), but file hashes, axes and test-tensor shapes are checked.
-    """
-    try:
-        from bioimageio.spec import ValidationContext, load_description
-    except ImportError:
-        return None
-    path = Path(path)
-    with ValidationContext(perform_io_checks=True):
-        descr = load_description(path / "rdf.yaml" if path.is_dir() else path)
-    summary = descr.validation_summary
-    errors = [f"{'.'.join(map(str, e.loc))}: {e.msg}" for d in summary.details for e in d.errors]
-    return {"status": summary.status, "format_version": str(getattr(descr, "format_version", "")),
-            "errors": errors}

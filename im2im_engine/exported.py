@@ -36,18 +36,26 @@ def labels_from_output(output: np.ndarray, cfg: EngineConfig) -> np.ndarray | No
 
 def sliding_window(cfg: EngineConfig, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray,
                    device: torch.device) -> np.ndarray:
-    """Stitch ``fn`` over a normalised (C, *sp) image with the engine's inferer settings (CPU stitching)."""
+    """Stitch ``fn`` over a normalised (C, *sp) image with the engine's inferer settings (CPU stitching).
+
+    The window is fitted to the image as the app fits it (:func:`im2im_engine.inference.fit_window`: cut to
+    an image smaller than ``roi_size``, mirrored up to the stride), so small images match ``Engine.predict``.
+    """
     from monai.inferers import SlidingWindowInferer
 
+    from .inference import fit_window
+
     inf = cfg.inference
+    roi, padded = fit_window(np.asarray(x, np.float32), cfg)
     inferer = SlidingWindowInferer(
-        roi_size=list(inf.roi_size), sw_batch_size=inf.sw_batch_size, overlap=inf.overlap, mode=inf.mode,
+        roi_size=roi, sw_batch_size=inf.sw_batch_size, overlap=inf.overlap, mode=inf.mode,
         sigma_scale=inf.sigma_scale, padding_mode="constant", cval=0.0, sw_device=device,
         device=torch.device("cpu"),
     )
     with torch.no_grad():
-        out = inferer(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None], fn)
-    return out[0].numpy().astype(np.float32)
+        out = inferer(torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None], fn)
+    crop = (slice(None), *(slice(0, n) for n in x.shape[1:]))
+    return out[0][crop].numpy().astype(np.float32)
 
 
 class ExportedModel:
@@ -122,6 +130,7 @@ class FolderPrediction:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, problem)
     n_images: int = 0
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, what was left out), e.g. a calibration
 
 
 def _stem(path: Path) -> str:
@@ -146,10 +155,12 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
 
     Writes ``NAME_labels.ome.tif`` (int32 class or instance ids, like the app's predictions) and, when
     ``probabilities`` (always for regression), ``NAME_probabilities.ome.tif`` (float32, C[Z]YX). Timepoint 0
-    of each file; physical pixel sizes are carried over. A file that cannot be read or does not fit the
-    model is reported in ``failed`` and the rest continue.
+    of each file; physical pixel sizes are carried over with their units as the input states them, and none
+    is written where the input has none (:mod:`.calibration`). Files follow the user's umask. A file that
+    cannot be read or does not fit the model is reported in ``failed`` and the rest continue.
     """
     from . import io
+    from .calibration import UNCALIBRATED, CalibrationError, read_pixel_sizes
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = io.find_images(input_dir)
@@ -169,14 +180,18 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
             result.failed.append((str(path), str(exc)))
             continue
         labels_file, prob_file = output_names(path, input_dir, output_dir)
-        sizes = img.info.physical_pixel_sizes
+        try:
+            sizes = read_pixel_sizes(path)
+        except CalibrationError as exc:
+            sizes = UNCALIBRATED
+            result.notes.append((str(path), f"pixel size not written: {exc}"))
+        keep = sizes.writer_kwargs() if cfg.data.spatial_dims == 3 else sizes.planar().writer_kwargs()
         if pred.labels is not None:
-            result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32),
-                                                    physical_pixel_sizes=sizes))
+            result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32), **keep))
         if probabilities or pred.labels is None:
             order = "CZYX" if pred.output.ndim == 4 else "CYX"
             result.written.append(io.write_ome_tiff(prob_file, pred.output.astype(np.float32), dim_order=order,
-                                                    channel_names=names, physical_pixel_sizes=sizes))
+                                                    channel_names=names, **keep))
     if progress:
         progress(len(images), len(images), "done")
     return result

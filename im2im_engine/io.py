@@ -267,10 +267,18 @@ def write_ome_tiff(
     dim_order: str | None = None,
     channel_names: Sequence[str] | None = None,
     physical_pixel_sizes: tuple[float | None, float | None, float | None] | None = None,
+    physical_pixel_units: tuple[str | None, str | None, str | None] | None = None,
 ) -> Path:
-    """Write an OME-TIFF atomically (temp file + rename). ``dim_order`` defaults from ndim (YX, ZYX, CZYX)."""
+    """Write an OME-TIFF atomically (temp file + rename). ``dim_order`` defaults from ndim (YX, ZYX, CZYX).
+
+    Sizes are (z, y, x); ``physical_pixel_units`` their OME unit symbols (default µm). The file gets the
+    permissions of any file the user creates (umask), not the temp file's private 0600: these files are
+    exports that colleagues open.
+    """
     from aicsimageio.types import PhysicalPixelSizes
     from aicsimageio.writers import OmeTiffWriter
+
+    from .atomic import follow_umask
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,16 +287,22 @@ def write_ome_tiff(
         dim_order = {2: "YX", 3: "ZYX", 4: "CZYX", 5: "TCZYX"}[data.ndim]
     if data.dtype == np.int64:
         data = data.astype(np.int32)
-    kwargs = {}
-    if channel_names is not None:
-        kwargs["channel_names"] = list(channel_names)
-    if physical_pixel_sizes is not None:
-        kwargs["physical_pixel_sizes"] = PhysicalPixelSizes(*physical_pixel_sizes)
+    sizes = PhysicalPixelSizes(*physical_pixel_sizes) if physical_pixel_sizes is not None else \
+        PhysicalPixelSizes(None, None, None)
+    ome = OmeTiffWriter.build_ome([data.shape], [data.dtype], dimension_order=[dim_order],
+                                  channel_names=[list(channel_names) if channel_names is not None else None],
+                                  image_name=[None], physical_pixel_sizes=[sizes], channel_colors=[None])
+    if physical_pixel_units is not None:
+        pixels = ome.images[0].pixels
+        for axis, unit in zip("zyx", physical_pixel_units, strict=True):
+            if unit is not None and getattr(pixels, f"physical_size_{axis}") is not None:
+                setattr(pixels, f"physical_size_{axis}_unit", unit)
     tmp = _atomic_target(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            OmeTiffWriter.save(data, tmp, dim_order=dim_order, **kwargs)
+            OmeTiffWriter.save(data, tmp, dim_order=dim_order, ome_xml=ome)
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

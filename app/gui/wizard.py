@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation.project import TASKS
+from annotation.project import TASKS, TASKS_WITHOUT_LABELS
 
 from . import workers
 
@@ -116,6 +116,8 @@ class NewProjectDialog(QDialog):
         self.pseudo = QRadioButton("Generate pseudo labels:")
         self.method = QComboBox()
         self.imported = QRadioButton("Import masks from a folder:")
+        self.no_labels = QLabel("None needed: Noise2Void learns from the noisy images themselves.")
+        self.no_labels.hide()
         self.pseudo.setChecked(True)
         group = QButtonGroup(self)
         group.addButton(self.pseudo)
@@ -148,6 +150,7 @@ class NewProjectDialog(QDialog):
         grid.addWidget(self.method, 0, 1)
         grid.addWidget(self.imported, 1, 0)
         grid.addWidget(self.labels, 1, 1)
+        grid.addWidget(self.no_labels, 2, 0, 1, 2)
         grid.setColumnStretch(1, 1)
         form = QFormLayout()
         form.addRow("Images folder", self.images)
@@ -192,6 +195,10 @@ class NewProjectDialog(QDialog):
             self.method.addItem(self.METHOD_NAMES.get(key, METHODS[key]), key)
             self.method.setItemData(self.method.count() - 1, METHODS[key], Qt.ItemDataRole.ToolTipRole)
         can_generate = self.method.count() > 0
+        without = task in TASKS_WITHOUT_LABELS
+        for widget in (self.pseudo, self.method, self.imported, self.labels):
+            widget.setVisible(not without)
+        self.no_labels.setVisible(without)
         self.pseudo.setEnabled(can_generate)
         self.method.setEnabled(can_generate and self.pseudo.isChecked())
         if not can_generate:
@@ -201,7 +208,12 @@ class NewProjectDialog(QDialog):
             self.imported.setText("Import masks from a folder:")
         self._replan()
 
+    def needs_labels(self) -> bool:
+        return self.task.currentText() not in TASKS_WITHOUT_LABELS
+
     def pseudo_method(self) -> str | None:
+        if not self.needs_labels():
+            return None
         return self.method.currentData() if self.pseudo.isChecked() and self.pseudo.isEnabled() else None
 
     def fit_options(self):
@@ -311,7 +323,8 @@ class NewProjectDialog(QDialog):
         images = self.images.text()
         if not images or not Path(images).is_dir():
             out.append("Choose an existing images folder.")
-        if self.imported.isChecked() and (not self.labels.text() or not Path(self.labels.text()).is_dir()):
+        if self.needs_labels() and self.imported.isChecked() and \
+                (not self.labels.text() or not Path(self.labels.text()).is_dir()):
             out.append("Choose an existing labels folder, or generate pseudo labels.")
         if self.preset.currentIndex() == 1 and not Path(self.config.text()).is_file():
             out.append("Choose a config file, or use the bundled preset.")
@@ -333,7 +346,7 @@ class NewProjectDialog(QDialog):
         self.progress.show()
         self.create_button.setEnabled(False)
         kwargs = {
-            "labels_dir": self.labels.text() if self.imported.isChecked() else None,
+            "labels_dir": self.labels.text() if self.needs_labels() and self.imported.isChecked() else None,
             "pseudo": self.pseudo_method(), "task": self.task.currentText(),
             "config_path": self.config.text() if self.preset.currentIndex() == 1 else None,
             "progress": bridge.emit, "fit": self.fit_options(),

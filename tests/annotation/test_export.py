@@ -210,3 +210,116 @@ def test_training_pairs(trained: Path, tmp_path: Path) -> None:
         pseudo = store.images()[1].name
         assert np.allclose(io.read_array(tmp_path / "pairs" / f"{pseudo}_CM.tiff"), 0.3)
         assert (tmp_path / "pairs" / "provenance.json").exists()
+
+
+# ------------------------------------------------------------------------------ what other tools read
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> Path:
+    """A 2D project whose images state their pixel size three ways, and one that states none."""
+    import tifffile
+
+    from resources.demo import make_nuclei_2d
+
+    base = tmp_path_factory.mktemp("calibrated")
+    images = base / "images"
+    images.mkdir()
+    pics = [make_nuclei_2d(seed, size=64)[0] for seed in range(4)]
+    tifffile.imwrite(images / "ome.ome.tif", pics[0], ome=True,
+                     metadata={"axes": "YX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325})
+    tifffile.imwrite(images / "nano.ome.tif", pics[1], ome=True, metadata={
+        "axes": "YX", "PhysicalSizeX": 65.0, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 65.0,
+        "PhysicalSizeYUnit": "nm"})
+    tifffile.imwrite(images / "imagej.tif", pics[2], imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"unit": "um"})
+    tifffile.imwrite(images / "plain.tif", pics[3])  # no calibration (tifffile's default 1/1, unit "none")
+    project, _ = init_project(base / "proj", images, pseudo="otsu", task="semantic")
+    project.close()
+    return base / "proj"
+
+
+#: name -> (y, x, unit) the export must carry; None: no calibration at all.
+CALIBRATION = {"ome": (0.325, 0.325, "µm"), "nano": (65.0, 65.0, "nm"), "imagej": (0.5, 0.5, "µm"),
+               "plain": None}
+
+
+def assert_calibration(path: Path, want: tuple | None) -> None:
+    """Read back with ome-types (the written OME-XML) and aicsimageio (what most readers report)."""
+    import tifffile
+    from aicsimageio import AICSImage
+    from ome_types import from_xml
+
+    pixels = from_xml(tifffile.TiffFile(path).ome_metadata).images[0].pixels
+    if want is None:
+        assert pixels.physical_size_x is None and pixels.physical_size_y is None, path
+        assert AICSImage(path).physical_pixel_sizes.X is None, path  # nothing invented (was 1.0)
+    else:
+        y, x, unit = want
+        assert (pixels.physical_size_y, pixels.physical_size_x) == pytest.approx((y, x)), path
+        assert pixels.physical_size_x_unit.value == unit and pixels.physical_size_y_unit.value == unit, path
+    assert pixels.physical_size_z is None, path  # 2D
+
+
+def test_labels_and_pairs_keep_the_source_pixel_sizes_and_units(calibrated: Path, tmp_path: Path) -> None:
+    with Project.open(calibrated) as project:
+        export(project, "labels", tmp_path / "labels", versions="all")
+        export(project, "pairs", tmp_path / "pairs", versions="all")
+    rows = {r["image"]: r for r in read_csv(tmp_path / "labels" / "labels.csv")}
+    assert set(rows) == set(CALIBRATION)
+    for name, want in CALIBRATION.items():
+        assert_calibration(tmp_path / "labels" / rows[name]["label_file"], want)
+        for tag in ("IM", "GT", "CM"):
+            assert_calibration(tmp_path / "pairs" / f"{name}_{tag}.tiff", want)
+    assert rows["nano"]["pixel_size"] == "y 65 nm, x 65 nm"
+    assert rows["plain"]["pixel_size"].startswith("none")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_exported_files_follow_the_umask(calibrated: Path, tmp_path: Path, umask: int) -> None:
+    """A colleague on the same server can read an export (it was 0700 folders and 0600 TIFFs)."""
+    old = os.umask(umask)
+    try:
+        with Project.open(calibrated) as project:
+            for fmt in ("labels", "pairs"):
+                export(project, fmt, tmp_path / fmt, versions="all")
+    finally:
+        os.umask(old)
+    for fmt in ("labels", "pairs"):
+        paths = [tmp_path / fmt, *(tmp_path / fmt).rglob("*")]
+        assert len(paths) > 5
+        for path in paths:
+            want = (0o777 if path.is_dir() else 0o666) & ~umask
+            assert path.stat().st_mode & 0o777 == want, (oct(path.stat().st_mode & 0o777), path)
+
+
+def test_pairs_csv_is_the_csv_mmv_im2im_reads(calibrated: Path, tmp_path: Path) -> None:
+    with Project.open(calibrated) as project:
+        export(project, "pairs", tmp_path / "pairs", versions="all")
+        chosen = {r.image.name: r for r in choose_labels(project, "all", ("corrected", "pseudo", "prediction"))}
+    rows = read_csv(tmp_path / "pairs" / "pairs.csv")
+    assert list(rows[0]) == ["IM", "GT", "CM", "source_path", "target_path", "costmap_path"]
+    for row in rows:
+        name = Path(row["IM"]).name[: -len("_IM.tiff")]
+        assert Path(row["IM"]).is_absolute() and Path(row["IM"]).parent == (tmp_path / "pairs").resolve()
+        assert (row["source_path"], row["target_path"], row["costmap_path"]) == (row["IM"], row["GT"], row["CM"])
+        np.testing.assert_array_equal(io.read_mask(row["GT"]), chosen[name].label)
+    origin = {r["name"]: r for r in read_csv(tmp_path / "pairs" / "pairs_provenance.csv")}
+    assert set(origin) == set(CALIBRATION) and origin["ome"]["label_version"] == "pseudo"
+    assert origin["ome"]["pixel_size"] == "y 0.325 µm, x 0.325 µm"
+
+
+def test_bioimageio_authors_and_maintainers_come_from_the_project_settings(proj: Path, tmp_path: Path) -> None:
+    from annotation.project import ProjectError
+
+    with Project.open(proj) as project:
+        config = dict(project.config)
+        with pytest.raises(ProjectError, match=r"config.yaml \(export\): authors.0.nme"):
+            project.save_config({**config, "export": {"authors": [{"nme": "typo"}]}})
+        project.save_config({**config, "export": {"license": "MIT", "authors": [
+            {"name": "Ana Example", "github_user": "ana-example", "affiliation": "Lab"}, {"name": "Bo"}]}})
+        export(project, "bioimageio", tmp_path / "pkg")
+    rdf = yaml.safe_load((tmp_path / "pkg" / "rdf.yaml").read_text())
+    assert rdf["authors"] == [{"name": "Ana Example", "github_user": "ana-example", "affiliation": "Lab"},
+                              {"name": "Bo"}]
+    assert rdf["maintainers"] == [{"name": "Ana Example", "github_user": "ana-example", "affiliation": "Lab"}]
+    assert rdf["license"] == "MIT"
+    assert {"source": "test_labels.npy"} in [{"source": a["source"]} for a in rdf["attachments"]]

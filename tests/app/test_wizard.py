@@ -124,3 +124,28 @@ def test_wizard_label_choices_line_up(qtbot):
     assert x[0] >= dialog.images.mapTo(dialog, QPoint(0, 0)).x()  # in the field column, not the label column
     qtbot.mouseClick(dialog.imported, Qt.MouseButton.LeftButton)
     assert dialog.labels.isEnabled() and not dialog.method.isEnabled()
+
+
+def test_wizard_makes_a_denoise_project_from_images_alone(tmp_path, qtbot):
+    """Noise2Void needs no labels: choosing *denoise* hides the label choices (which init would refuse) and
+    Create makes the project from the images only."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(folder / "noisy.tif", rng.poisson(50, (96, 96)).astype(np.uint16))
+    dialog = _dialog(qtbot)
+    _type_folder(qtbot, dialog, folder)
+    with qtbot.waitSignal(dialog.checked, timeout=60_000):
+        dialog.task.setCurrentIndex(dialog.task.findText("denoise"))
+    assert dialog.no_labels.isVisible() and not dialog.imported.isVisible() and not dialog.pseudo.isVisible()
+    qtbot.keyClicks(dialog.location.edit, str(tmp_path / "proj"))
+    assert dialog.problems() == []
+    with qtbot.waitSignal(dialog.created, timeout=120_000):
+        qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+
+    from annotation.project import Project
+
+    with Project.open(tmp_path / "proj") as project:
+        assert project.task == "denoise" and len(project.store.images()) == 1
+    dialog.task.setCurrentIndex(dialog.task.findText("semantic"))  # and back: the label choices return
+    assert not dialog.pseudo.isHidden() and dialog.no_labels.isHidden()  # (the dialog itself has closed)

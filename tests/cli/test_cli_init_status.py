@@ -96,3 +96,27 @@ def test_init_with_invalid_config_names_the_key(tmp_path: Path, demo_folder, cap
 def test_status_of_a_missing_project(tmp_path: Path, capsys) -> None:
     assert main(["status", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_realistic_recipe_builds_small_tiles_with_a_fitted_config(tmp_path: Path, capsys) -> None:
+    """``demo --recipe realistic``: 128² tiles, smaller than the preset's 256² window, so the project's config
+    is fitted at init (window and patch no larger than the tiles) and the pseudo labels are Otsu's."""
+    proj = tmp_path / "real"
+    assert main(["demo", "--project", str(proj), "--recipe", "realistic", "--images", "3", "--task", "semantic",
+                 "--no-gui", "-q"]) == 0
+    assert "3" in capsys.readouterr().out
+    with Project.open(proj) as project:
+        records = project.store.images()
+        assert [r.shape[-2:] for r in records] == [(128, 128)] * 3
+        config = project.engine_config_dict()
+        assert max(config["inference"]["roi_size"]) <= 128 and max(config["data"]["patch_size"]) <= 128
+        truth = tifffile.imread(proj / "data" / "truth" / f"{records[0].name}.tif")
+        pseudo = project.store.get_label(records[0].id, "pseudo")
+        assert pseudo.shape == truth.shape and set(np.unique(pseudo)) <= {0, 1}
+        dice = 2 * ((pseudo > 0) & (truth > 0)).sum() / ((pseudo > 0).sum() + (truth > 0).sum())
+        assert 0.6 < dice < 0.97  # a pseudo label worth correcting, not a copy of the truth
+
+
+def test_demo_refuses_an_unknown_recipe(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--project", str(tmp_path / "x"), "--recipe", "easy", "--no-gui"])

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from app.cli import main
-from resources.demo import write_demo_dataset
+from resources.demo import write_demo_dataset, write_realistic_dataset
 
 
 @pytest.fixture
@@ -62,16 +62,19 @@ def test_simulate_rejects_unknown_strategy(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # about 2 minutes on an idle 2-core machine; CI machines are often busier
-def test_corrections_clearly_beat_the_pseudo_labels(tmp_path: Path, capsys) -> None:
-    """Issue 4's acceptance on the demo recipe: Otsu pseudo labels + a few simulated corrections."""
-    images, truth = write_demo_dataset(tmp_path / "data", n_images=12, size=256, seed=0)
+@pytest.mark.timeout(1800)  # about 4 minutes on an idle 2-core machine; CI machines are often busier
+def test_on_realistic_tiles_the_model_beats_its_pseudo_labels_and_two_corrections_lift_it(tmp_path: Path,
+                                                                                         capsys) -> None:
+    """Issue 13's acceptance, on the realistic recipe (128² tiles under the 256² preset window, threefold
+    brightness spread, touching clumps, Poisson noise): the round-0 model trained from Otsu pseudo labels is
+    at least as good as they are, and two rounds of one corrected tile each lift it by at least 0.05 Dice,
+    all on the same held-out tiles. Default steps and presets: what a user gets."""
+    images, truth = write_realistic_dataset(tmp_path / "data", n_images=16, seed=0)
     code = main(["simulate", "--images", str(images), "--truth", str(truth), "--strategy", "entropy",
-                 "--rounds", "2", "--per-round", "2", "--steps", "80", "--initial-steps", "200",
-                 "--test-fraction", "0.25", "--out", str(tmp_path / "out")])
+                 "--rounds", "2", "--per-round", "1", "--seeds", "1", "--out", str(tmp_path / "out")])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     dice = summary["strategies"]["entropy"]["dice"]
-    assert dice[-1] > summary["pseudo_dice"] + 0.05, summary
-    assert dice[-1] > dice[0], summary  # corrections help beyond what the pseudo labels taught
-    assert dice[0] > summary["pseudo_dice"] - 0.02, summary  # round 0 is as good as its pseudo labels
+    assert dice[0] >= summary["pseudo_dice"], summary  # the model is not worse than what it learnt from
+    assert dice[2] >= dice[0] + 0.05, summary  # two corrected tiles count
+    assert summary["ceiling_dice"] > dice[2] - 0.01, summary  # and full supervision is still above
