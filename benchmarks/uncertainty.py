@@ -10,6 +10,13 @@ whole network with dropout active and fresh per-pixel masks, probabilities avera
 mean(H). The engine instead integrates the head analytically (see ``im2im_engine.inference``). The
 Spearman correlation of the image scores of both over a set of images is the check; the correlation of
 two independent naive runs is reported beside it as the ceiling that sampling noise allows.
+
+Per pixel: :func:`im2im_engine.inference.check_against_sampling` compares the head's statistics with
+textbook MC dropout of the head (3000 masks per pixel) on a 128² crop, for the trained head and its weights
+x3, with the engine's estimator and with the Gaussian approximation alone; the largest differences are in
+the row's note (what the README quotes).
+
+GPU row (``--device cuda``): the same BALD / plain ratio on a 4096² image on the GPU (goal <= 1.5x).
 """
 
 from __future__ import annotations
@@ -87,8 +94,64 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def run(quick: bool) -> list[Result]:
+def pixel_check(eng, image: np.ndarray, crop: int, reference: int) -> dict[str, dict[str, float]]:
+    """Largest per-pixel differences to MC dropout with ``reference`` masks (see the module docstring)."""
+    import copy
+
+    from im2im_engine.inference import check_against_sampling
+
+    x = torch.from_numpy(eng._prepare(image))[None]
+    y0, x0 = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
+    with torch.no_grad():
+        f = eng.net.features(x[..., y0:y0 + crop, x0:x0 + crop].to(eng.device)).float()
+    uc = eng.config.uncertainty
+    out = {}
+    for scale in (1.0, 3.0):
+        net = copy.deepcopy(eng.net)
+        with torch.no_grad():
+            net.out.weight.mul_(scale)
+            net.out.bias.mul_(scale)
+        for name, sigmas in (("engine", None), ("gaussian_only", 0.0)):
+            kw = {} if sigmas is None else {"margin_sigmas": sigmas}
+            err = check_against_sampling(net, f, uc.passes, uc.samples, reference,
+                                         generator=torch.Generator(device=f.device).manual_seed(0), **kw)
+            out[f"x{scale:g}_{name}"] = err
+    return out
+
+
+def _gpu_row(quick: bool) -> Result:
+    from im2im_engine import Engine
+
+    from . import gpu
     from .inference import image as make_image
+
+    trained = trained_engine(20 if quick else 120)  # on the CPU, then moved: the same model as the CPU row
+    eng = Engine(trained.config, trained.net, torch.device("cuda"))
+    x = make_image(2, (4096, 4096))
+    repeats = 3 if quick else 7
+    unc = gpu.synced(lambda: eng.uncertainty(x, "bald"))
+    plain = gpu.synced(lambda: eng.predict(x))
+    t_unc, t_plain = alternate(unc, plain, repeats)
+    ratios = pair_ratios(t_unc, t_plain)
+    med = spread(ratios)["median"]
+    profile = gpu.profile_top(unc)
+    return Result(
+        id="3.gpu", what=f"uncertainty scoring (BALD, T={eng.config.uncertainty.passes}) 4096x4096 vs plain inference (GPU)",
+        unit="s", ours=spread(t_unc), baseline=spread(t_plain), ratio=spread(ratios),
+        ratio_def="uncertainty time / plain time (lower is better)", goal="<= 1.5x plain", met=bool(med <= 1.5),
+        note=f"{gpu.name()}; both include the host side (maps, labels, numpy)" + ("; quick mode" if quick else ""),
+        params={"gpu": gpu.name(), "repeats": repeats, "profile": profile},
+    )
+
+
+def run(quick: bool, device: str = "cpu") -> list[Result]:
+    from .inference import image as make_image
+
+    if device == "cuda":
+        from . import gpu
+
+        ok, why = gpu.available()
+        return [_gpu_row(quick) if ok else gpu.skipped("3.gpu", "uncertainty scoring vs plain (GPU)", why)]
 
     eng = trained_engine(20 if quick else 120)
     passes = eng.config.uncertainty.passes
@@ -112,6 +175,9 @@ def run(quick: bool) -> list[Result]:
     ref2 = ref if quick else [naive_bald(eng, im, passes, 2) for im in images]  # noise ceiling: full mode only
     rho, ceiling = _spearman(ours, ref), _spearman(ref2, ref)
     med = spread(ratios)["median"]
+    check = pixel_check(eng, images[len(images) // 2], 64 if quick else 128, 3000)
+    worst = {k: max(v[k] for name, v in check.items() if name.endswith("_engine")) for k in ("mean", "bald", "variance")}
+    gauss = {k: max(v[k] for name, v in check.items() if name.endswith("gaussian_only")) for k in ("mean", "bald", "variance")}
     return [
         Result(
             id="3", what=f"uncertainty scoring (BALD, T={passes}) {size}x{size} vs plain inference", unit="s",
@@ -120,8 +186,13 @@ def run(quick: bool) -> list[Result]:
             goal="<= 1.5x plain; Spearman >= 0.8 vs full MC dropout", met=bool(med <= 1.5 and rho >= 0.8),
             note=(f"CPU-time ratio {cpu_ratio:.2f}; naive MC dropout (T full passes) costs {naive_ratio:.1f}x plain; image-score Spearman vs "
                   f"naive MC dropout = {rho:.3f} over {len(images)} images"
-                  + ("" if quick else f" (naive vs naive, other seed: {ceiling:.3f})") + ("; quick mode: smaller image, shorter training" if quick else "")),
+                  + ("" if quick else f" (naive vs naive, other seed: {ceiling:.3f})")
+                  + "; per pixel vs 3000-mask MC dropout (head x1 and x3), largest |diff| of mean probability / BALD / "
+                  f"variance: {worst['mean']:.3f} / {worst['bald']:.3f} / {worst['variance']:.3f} (Gaussian approximation "
+                  f"alone: {gauss['mean']:.3f} / {gauss['bald']:.3f} / {gauss['variance']:.3f})"
+                  + ("; quick mode: smaller image, shorter training, 64² crop" if quick else "")),
             params={"passes": passes, "size": size, "spearman": rho, "spearman_naive_vs_naive": ceiling,
-                    "naive_cost_ratio": naive_ratio, "cpu_time_ratio": cpu_ratio, "scores_ours": ours, "scores_naive": ref},
+                    "naive_cost_ratio": naive_ratio, "cpu_time_ratio": cpu_ratio, "scores_ours": ours, "scores_naive": ref,
+                    "pixel_check": check},
         )
     ]

@@ -128,10 +128,10 @@ class Engine:
     # ------------------------------------------------------------------ training
     def train(self, train: list[Sample], val: list[Sample] | None = None, steps: int | None = None,
               progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-              checkpoint_path: str | os.PathLike | None = None) -> TrainResult:
+              checkpoint_path: str | os.PathLike | None = None, sync_interval_s: float | None = None) -> TrainResult:
         """Train (or fine-tune) in place; see :func:`im2im_engine.train.train_loop` for the semantics."""
         return train_loop(self, list(train), val, steps, progress, should_stop,
-                          str(checkpoint_path) if checkpoint_path else None)
+                          str(checkpoint_path) if checkpoint_path else None, sync_interval_s)
 
     # ------------------------------------------------------------------ inference
     def _prepare(self, image: np.ndarray) -> np.ndarray:
@@ -146,14 +146,16 @@ class Engine:
     def predict(self, image: np.ndarray) -> Prediction:
         """Sliding-window prediction of one image (C, *sp): probabilities/regression, labels, embedding."""
         stats = self._predictor().run(self._prepare(image), "plain")
-        out = stats.output.numpy().astype(np.float32)
+        out = stats.output.cpu().numpy().astype(np.float32)
         return Prediction(out, self._labels(out), stats.embedding)
 
     def uncertainty(self, image: np.ndarray, method: str | None = None) -> UncertaintyResult:
         """Prediction plus per-pixel uncertainty (``uncertainty.method`` unless ``method`` is given).
 
-        entropy / margin / least_confidence: one plain pass. bald / variance: the backbone once per window
-        and the dropout head ``uncertainty.passes`` times. tta: full passes on flipped inputs.
+        entropy / margin / least_confidence: one plain pass. bald / variance: the backbone once per window and
+        the dropout head's distribution — regression variance exact; classification by a Gaussian
+        approximation integrated at about ``uncertainty.passes`` nodes, with ``uncertainty.samples`` dropout
+        masks where it is not trusted (see :mod:`im2im_engine.inference`). tta: full passes on flipped inputs.
         """
         uc = self.config.uncertainty
         method = method or uc.method
@@ -164,10 +166,10 @@ class Engine:
         if not classify and method not in ("variance", "tta"):
             raise ConfigError(f"uncertainty.method: must be one of variance, tta for regression (got {method!r})")
         stats = self._predictor().run(self._prepare(image), mode, uc.passes)
-        maps = uncertainty_maps(stats, classify)
+        maps = {k: v.cpu() for k, v in uncertainty_maps(stats, classify).items()}  # computed where stitched
         key = ("entropy" if classify else "variance") if method == "tta" else method
         umap = maps[key].numpy().astype(np.float32)
-        out = stats.output.numpy().astype(np.float32)
+        out = stats.output.cpu().numpy().astype(np.float32)
         pred = Prediction(out, self._labels(out), stats.embedding)
         scores = {k: reduce_map(v.numpy(), uc.reduction, uc.topk_percent) for k, v in maps.items()}
         score = scores[key]
@@ -193,7 +195,7 @@ class Engine:
 
         x = self._prepare(image)[None]
         masked, mask = Masker(self.config, seed=zlib.crc32(name.encode())).mask(x)
-        out = self._predictor().run(masked[0], "plain").output.numpy()
+        out = self._predictor().run(masked[0], "plain").output.cpu().numpy()  # stitched on the GPU when it fits
         hidden = mask[0] > 0
         mse = float(np.mean((out[hidden] - x[0][hidden]) ** 2)) if hidden.any() else 0.0
         value_range = float(x.max() - x.min()) or 1.0

@@ -225,6 +225,8 @@ class TrainingConfig(_Section):
     amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = True  # CUDA only
     num_threads: int = Field(0, ge=0)  # CPU threads for torch; 0 leaves torch's default
+    # background threads cutting the next patch batches (im2im_engine/pipeline.py); None: 4 on CUDA, 0 on CPU
+    loader_workers: int | None = Field(None, ge=0, le=64)
 
 
 class InferenceConfig(_Section):
@@ -245,6 +247,9 @@ class InferenceConfig(_Section):
 class UncertaintyConfig(_Section):
     method: Literal["entropy", "margin", "least_confidence", "bald", "variance", "tta"] = "entropy"
     passes: int = Field(8, ge=1, le=64)  # MC-dropout head passes, or TTA flips (capped at 2**spatial_dims)
+    # bald/variance: dropout masks drawn per pixel where the Gaussian approximation of the dropout head is
+    # not trusted (near the decision boundary), and everywhere when it would cost more (many classes)
+    samples: int = Field(1024, ge=8, le=65536)
     reduction: Literal["mean", "topk"] = "mean"
     topk_percent: float = Field(10.0, gt=0.0, le=100.0)
 

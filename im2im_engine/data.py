@@ -172,8 +172,28 @@ def prepare(sample: Sample, cfg: EngineConfig, rng: np.random.Generator, patch: 
     return Prepared(image, target, weight, sample.name, pools)
 
 
+@dataclass(frozen=True)
+class PatchPlan:
+    """Every random decision about one patch, drawn in :meth:`PatchSampler.plan`; cutting it is pure."""
+
+    sample: int  # index into the sampler's samples
+    starts: tuple[int, ...]  # the patch's first pixel per spatial axis
+    flips: tuple[int, ...]  # spatial axes (0-based) flipped, in order
+    rot90: int  # quarter turns in the YX plane (after the flips)
+    scale: float | None = None  # intensity: x * scale + shift in float32; None: no intensity change
+    shift: float = 0.0
+
+
 class PatchSampler:
-    """Draws augmented patch batches from prepared samples with one seeded generator."""
+    """Draws augmented patch batches from prepared samples with one seeded generator.
+
+    Why two halves: :meth:`plan` draws every random decision of a batch from the one generator, in a fixed
+    order (image, centre, flips, rotation, intensity — per patch), so the batch stream is a pure function of
+    ``training.seed``; :meth:`make` cuts and augments the patches from a plan and uses no randomness, so it
+    can run in background threads (:class:`im2im_engine.pipeline.BatchStream`) while the network trains,
+    and the patches are the same as :meth:`batch` cuts in the calling thread. A subclass that needs more
+    randomness draws it in ``plan`` (after these draws) and applies it in ``make``.
+    """
 
     def __init__(self, samples: list[Prepared], cfg: EngineConfig, rng: np.random.Generator,
                  patch: list[int] | None = None):
@@ -192,38 +212,61 @@ class PatchSampler:
             return tuple(int(i) for i in np.unravel_index(pool[int(rng.integers(len(pool)))], sp))
         return tuple(int(rng.integers(n)) for n in sp)
 
-    def _crop(self, s: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _plan_one(self) -> PatchPlan:
+        rng = self.rng
+        index = int(rng.integers(len(self.samples)))
+        s = self.samples[index]
         centre = self._centre(s)
         sp = s.weight.shape
-        starts = [min(max(c - p // 2, 0), n - p) for c, p, n in zip(centre, self.patch, sp, strict=True)]
-        sl = tuple(slice(a, a + p) for a, p in zip(starts, self.patch, strict=True))
-        return s.image[(slice(None), *sl)], s.target[(..., *sl)], s.weight[sl]
-
-    def _augment(self, x: np.ndarray, y: np.ndarray, w: np.ndarray):
+        starts = tuple(min(max(c - p // 2, 0), n - p) for c, p, n in zip(centre, self.patch, sp, strict=True))
         aug = self.cfg.data.augmentation
-        rng = self.rng
-        d = w.ndim
-        if aug.flips:
-            for ax in range(d):
-                if rng.random() < 0.5:
-                    x, y, w = np.flip(x, ax - d), np.flip(y, ax - d), np.flip(w, ax - d)
-        if aug.rot90 and self.patch[-1] == self.patch[-2]:
-            k = int(rng.integers(4))
-            if k:
-                x, y, w = (np.rot90(a, k, axes=(-2, -1)) for a in (x, y, w))
+        flips = tuple(ax for ax in range(len(sp)) if rng.random() < 0.5) if aug.flips else ()
+        k = int(rng.integers(4)) if aug.rot90 and self.patch[-1] == self.patch[-2] else 0
+        scale: float | None = None
+        shift = 0.0
         if self.cfg.task.kind != "regression" and (aug.intensity_scale or aug.intensity_shift):
             scale = 1.0 + rng.uniform(-aug.intensity_scale, aug.intensity_scale)
-            shift = rng.uniform(-aug.intensity_shift, aug.intensity_shift)
-            x = x * np.float32(scale) + np.float32(shift)
-        return x, y, w
+            shift = float(rng.uniform(-aug.intensity_shift, aug.intensity_shift))
+        return PatchPlan(index, starts, flips, k, scale, shift)
+
+    def plan(self, batch_size: int) -> list[PatchPlan]:
+        """The random decisions of the next batch (advances the generator; cheap)."""
+        return [self._plan_one() for _ in range(batch_size)]
+
+    def shapes(self, batch_size: int) -> tuple[tuple[tuple[int, ...], np.dtype], ...]:
+        """Shapes and dtypes of ``(x, y, w)`` for a batch (what :meth:`make` fills)."""
+        s = self.samples[0]
+        d = len(self.patch)
+        lead = s.target.shape[:-d]
+        return (((batch_size, s.image.shape[0], *self.patch), np.dtype(np.float32)),
+                ((batch_size, *lead, *self.patch), s.target.dtype),
+                ((batch_size, *self.patch), np.dtype(np.float32)))
+
+    def make(self, plans: list[PatchPlan], out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cut and augment the planned patches into ``out`` (fresh arrays when None); no randomness, no
+        shared state written, and numpy releases the GIL for the copies, so threads run it in parallel."""
+        if out is None:
+            out = tuple(np.empty(shape, dtype) for shape, dtype in self.shapes(len(plans)))  # type: ignore[assignment]
+        xo, yo, wo = out  # type: ignore[misc]
+        d = len(self.patch)
+        for i, pl in enumerate(plans):
+            s = self.samples[pl.sample]
+            sl = tuple(slice(a, a + p) for a, p in zip(pl.starts, self.patch, strict=True))
+            x, y, w = s.image[(slice(None), *sl)], s.target[(..., *sl)], s.weight[sl]
+            for ax in pl.flips:
+                x, y, w = np.flip(x, ax - d), np.flip(y, ax - d), np.flip(w, ax - d)
+            if pl.rot90:
+                x, y, w = (np.rot90(a, pl.rot90, axes=(-2, -1)) for a in (x, y, w))
+            if pl.scale is not None:  # bit for bit ``x * float32(scale) + float32(shift)``
+                np.multiply(x, np.float32(pl.scale), out=xo[i])
+                np.add(xo[i], np.float32(pl.shift), out=xo[i])
+            else:
+                xo[i] = x
+            yo[i] = y
+            wo[i] = w
+        return xo, yo, wo
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x (B, C, *patch) float32, y (B, *patch) int64 | (B, C_out, *patch) float32, w (B, *patch))."""
-        xs, ys, ws = [], [], []
-        for _ in range(batch_size):
-            s = self.samples[int(self.rng.integers(len(self.samples)))]
-            x, y, w = self._augment(*self._crop(s))
-            xs.append(np.ascontiguousarray(x, np.float32))
-            ys.append(np.ascontiguousarray(y))
-            ws.append(np.ascontiguousarray(w, np.float32))
-        return np.stack(xs), np.stack(ys), np.stack(ws)
+        return self.make(self.plan(batch_size))

@@ -4,7 +4,8 @@ Why this module: the worker and the training loop must behave the same with one 
 every distributed decision lives here behind a few calls that are no-ops in a plain process:
 
 * :func:`setup` reads the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and joins the
-  process group: NCCL when CUDA is available (one GPU per rank, ``cuda:LOCAL_RANK``), gloo on CPU.
+  process group: NCCL when CUDA is available (one GPU per rank, ``cuda:LOCAL_RANK``; more ranks than GPUs
+  are refused before joining), gloo on CPU (also on a GPU machine with ``CUDA_VISIBLE_DEVICES=``).
 * :func:`shard` gives each rank its share of a list (round robin, so image ``k`` always goes to rank
   ``k % N``), :func:`gather` collects small Python objects, :func:`any_true` agrees on a stop request so
   every rank leaves a loop at the same step (a rank that leaves early would hang the others' collectives).
@@ -95,7 +96,8 @@ def setup(timeout_s: float = 1800.0) -> DistInfo:
             gpus = torch.cuda.device_count()
             if found.local_rank >= gpus:  # NCCL refuses two ranks on one GPU: say so before it hangs
                 raise RuntimeError(f"process {found.local_rank} of this node has no GPU: {gpus} visible; "
-                                   "run at most one process per GPU (jobs.nproc, jobs.slurm.gres)")
+                                   "run at most one process per GPU (jobs.nproc, jobs.slurm.gres), or hide "
+                                   "the GPUs (CUDA_VISIBLE_DEVICES=) to run the processes on the CPU (gloo)")
             torch.cuda.set_device(found.local_rank)
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     _info = found

@@ -11,6 +11,11 @@ on the gathered global batch, so N processes follow one process step for step (w
 except dropout masks, and batch norm on CPU, which see only a rank's slice). Validation images are
 shared out among the ranks; only rank 0 writes the checkpoint. A stop request on any rank stops all of
 them at the same step.
+
+Why the loop keeps the GPU busy: patches are cut ahead in background threads into pinned memory
+(:mod:`im2im_engine.pipeline`; on CUDA only by default) and copied asynchronously, and the loss stays on
+the device until a host read is due (every ``sync_interval_s``, before validation, at the end): a
+``loss.item()`` per step would make the host wait for the GPU every step, with nothing queued behind it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from . import distributed as dd
 from .data import PatchSampler, Sample, as_channel_first, prepare, training_patch
 from .losses import compute_loss
 from .n2v import Masker
+from .pipeline import BatchStream, default_workers
 
 if TYPE_CHECKING:
     from .api import Engine
@@ -118,6 +124,20 @@ def planned_steps(t, n_images: int) -> int:
     return max(1, math.ceil(t.epochs * n_images * t.patches_per_image / t.batch_size))
 
 
+def _host(values: list[torch.Tensor]) -> list[float]:
+    """The only place the loop reads training values back to the host: one transfer (one sync on CUDA)
+    for all the losses gathered since the last read."""
+    if len(values) == 1:
+        return [float(values[0].item())]
+    return [float(v) for v in torch.stack(values).tolist()]
+
+
+def default_sync_interval(device: torch.device) -> float:
+    """Seconds between host reads of the loss: 0 (every step) on CPU, where reading a value costs nothing;
+    0.5 s on CUDA, where each read waits for the GPU to finish everything queued before it."""
+    return 0.5 if device.type == "cuda" else 0.0
+
+
 def train_loop(
     engine: Engine,
     train: list[Sample],
@@ -126,7 +146,18 @@ def train_loop(
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_path: str | None = None,
+    sync_interval_s: float | None = None,
 ) -> TrainResult:
+    """Train ``engine.net`` in place; see the module docstring.
+
+    Losses stay on the device between host reads, which happen every ``sync_interval_s`` seconds (default
+    :func:`default_sync_interval`), before every validation and at the end; each read gives every step
+    since the last one its history row and its ``progress`` event (in step order), so callers still get
+    one event per step, in bursts on CUDA. A non-finite loss raises :class:`FloatingPointError` naming
+    its step when it is read, before the update of the step being read; with an interval > 0 it may
+    already have updated the weights (the failed run's weights are not for use; checkpoints are only
+    written right after a read, so a saved model never saw a non-finite loss).
+    """
     cfg = engine.config
     t = cfg.training
     info = dd.info()
@@ -145,6 +176,7 @@ def train_loop(
     model, part, sizes = _distributed_model(engine, t.batch_size)
     net = engine.net
     dev = engine.device
+    interval = default_sync_interval(dev) if sync_interval_s is None else float(sync_interval_s)
     opt = _optimizer(engine)
     use_amp = dev.type == "cuda" and t.amp
     amp_dtype = engine.amp_dtype if use_amp else None
@@ -158,67 +190,97 @@ def train_loop(
     best_state: dict[str, torch.Tensor] | None = None
     bad_validations = 0
     t0 = time.perf_counter()
-    patches = 0
+    last_read = t0
+    pending: list[tuple[dict, torch.Tensor]] = []  # history rows whose loss is still on the device
+    unreported: list[dict] = []  # rows read back whose progress event is not out yet
 
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-    for step in range(total):
-        if dd.any_true(should_stop is not None and should_stop()):
-            result.cancelled = True
-            break
-        net.train()
-        x, y, w = sampler.batch(t.batch_size)  # the global batch, identical on every rank
-        if masker is not None:
-            x, y, w = masker(x, y, w)  # masked input; target = the unmasked patch; weight = the mask
-        xt = torch.from_numpy(np.ascontiguousarray(x[part])).to(dev, non_blocking=True)
-        yt = torch.from_numpy(y).to(dev, non_blocking=True)
-        wt = torch.from_numpy(w).to(dev, non_blocking=True)
-        if channels_last:
-            xt = xt.contiguous(memory_format=mem_format)
-        for g in opt.param_groups:
-            g["lr"] = t.lr * _lr_factor(step, total, t.warmup_steps, t.schedule)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(xt)
-        loss = compute_loss(cfg, dd.gather_batch(logits.float(), sizes), yt, wt)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}; lower training.lr "
-                                     "or check the inputs for NaN/inf values")
-        scaler.scale(loss).backward()
-        if t.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        patches += t.batch_size
-        result.steps = step + 1
-        record: dict[str, Any] = {"step": step + 1, "loss": float(loss.item())}
+    def read_back() -> None:
+        """Read the pending losses (one host transfer) and check them."""
+        nonlocal last_read
+        if not pending:
+            return
+        values = _host([loss for _, loss in pending])
+        rows = [row for row, _ in pending]
+        pending.clear()
+        last_read = time.perf_counter()
+        for row, value in zip(rows, values, strict=True):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {row['step']}; lower training.lr "
+                                         "or check the inputs for NaN/inf values")
+            row["loss"] = value
+            unreported.append(row)
 
-        if val and ((step + 1) % t.val_every == 0 or step + 1 == total):
-            metrics = evaluate_sharded(engine, val)
-            record["metric"] = metrics[primary]
-            record["metrics"] = metrics
-            if metrics[primary] > best_metric:
-                best_metric = metrics[primary]
-                best_state = snapshot()
-                result.best_step = step + 1
-                result.val_metrics = metrics
-                bad_validations = 0
-                if checkpoint_path and info.is_main:
-                    engine.save(checkpoint_path, meta={"step": step + 1, "val_metrics": metrics})
-            else:
-                bad_validations += 1
-        result.history.append(record)
-        if progress is not None:
-            elapsed = time.perf_counter() - t0
-            rate = patches / max(elapsed, 1e-9)
-            event = {"step": step + 1, "total": total, "loss": record["loss"], "metric": record.get("metric"),
-                     "throughput": rate, "eta_s": (total - step - 1) * t.batch_size / max(rate, 1e-9)}
-            progress(event)
-        if t.early_stopping_patience and bad_validations >= t.early_stopping_patience:
-            result.stopped_early = True
-            break
+    def report() -> None:
+        """One progress event per step read back, in step order."""
+        if progress is not None and unreported:
+            rate = unreported[-1]["step"] * t.batch_size / max(time.perf_counter() - t0, 1e-9)
+            for row in unreported:
+                progress({"step": row["step"], "total": total, "loss": row["loss"], "metric": row.get("metric"),
+                          "throughput": rate, "eta_s": (total - row["step"]) * t.batch_size / max(rate, 1e-9)})
+        unreported.clear()
+
+    workers = default_workers(dev) if t.loader_workers is None else t.loader_workers
+    # N2V masking draws from its own generator: applied in this thread, in stream order (pipeline.py)
+    stream = BatchStream(sampler, t.batch_size, workers=workers, pin=dev.type == "cuda", transform=masker)
+    try:
+        for step in range(total):
+            if dd.any_true(should_stop is not None and should_stop()):
+                result.cancelled = True
+                break
+            net.train()
+            x, y, w = stream.next()  # the global batch, identical on every rank
+            xt = x[part].to(dev, non_blocking=True)
+            yt = y.to(dev, non_blocking=True)
+            wt = w.to(dev, non_blocking=True)
+            if channels_last:
+                xt = xt.contiguous(memory_format=mem_format)
+            for g in opt.param_groups:
+                g["lr"] = t.lr * _lr_factor(step, total, t.warmup_steps, t.schedule)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(xt)
+            loss = compute_loss(cfg, dd.gather_batch(logits.float(), sizes), yt, wt)
+            record: dict[str, Any] = {"step": step + 1, "loss": None}
+            result.history.append(record)
+            pending.append((record, loss.detach()))
+            validate = bool(val) and ((step + 1) % t.val_every == 0 or step + 1 == total)
+            due = validate or step + 1 == total or time.perf_counter() - last_read >= interval
+            if due:
+                read_back()  # before the update: a non-finite loss that is read never reaches the weights
+            scaler.scale(loss).backward()
+            if t.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            result.steps = step + 1
+
+            if validate:
+                metrics = evaluate_sharded(engine, val)
+                record["metric"] = metrics[primary]
+                record["metrics"] = metrics
+                if metrics[primary] > best_metric:
+                    best_metric = metrics[primary]
+                    best_state = snapshot()
+                    result.best_step = step + 1
+                    result.val_metrics = metrics
+                    bad_validations = 0
+                    if checkpoint_path and info.is_main:
+                        engine.save(checkpoint_path, meta={"step": step + 1, "val_metrics": metrics})
+                else:
+                    bad_validations += 1
+            if due:
+                report()
+            if t.early_stopping_patience and bad_validations >= t.early_stopping_patience:
+                result.stopped_early = True
+                break
+        read_back()
+        report()
+    finally:
+        stream.close()
 
     if best_state is not None:
         net.load_state_dict(best_state)  # keep the best validated model

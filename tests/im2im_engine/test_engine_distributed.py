@@ -1,5 +1,9 @@
 """The worker under torchrun: 2 CPU processes (gloo) give the results of 1 process.
 
+The check runs on the CPU on every machine: the ranks are started with no GPU visible (a machine with one GPU
+cannot give two NCCL ranks a GPU each, and the engine refuses to share one), and the single-process reference
+is built on the CPU too, so both sides compute in float32 with the same kernels.
+
 Training: same seed, same global batch (each rank runs half of it; the loss is taken on the gathered
 batch), so the loss curve and the weights match a single process within float rounding. Scoring: images are
 dealt out to the ranks and the scores gathered; MC dropout is seeded per image, so 2 ranks equal 1 rank.
@@ -55,7 +59,7 @@ def _run(spec: Path, nproc: int) -> list[dict]:
                "-m", "im2im_engine.worker", str(spec)]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180,
-                          env={**env, "OMP_NUM_THREADS": "1"})
+                          env={**env, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})  # gloo on the CPU
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, (events, proc.stderr[-3000:])
     return events
@@ -72,7 +76,7 @@ def test_layout_helpers() -> None:
 
 def _one_process_train(tmp: Path, disk_data) -> tuple[Engine, list[float]]:
     """The reference: the same job trained in this process (saves a worker start-up)."""
-    eng = Engine.from_config(load_config(CONFIG, {"training": {"steps": 6}}))
+    eng = Engine.from_config(load_config(CONFIG, {"training": {"steps": 6}}), device="cpu")
     train = [Sample(im, (gt > 0).astype(np.int32), None, f"a{i}") for i, (im, gt) in enumerate(disk_data[:3])]
     im, gt = disk_data[3]
     res = eng.train(train, [Sample(im, (gt > 0).astype(np.int32), None, "v")])
@@ -91,7 +95,7 @@ def test_two_ranks_match_one(tmp_path: Path, disk_data) -> None:
     np.testing.assert_allclose(h2, h1, rtol=1e-3)
     # the trained models compute the same function (weights are not compared one by one: a conv bias
     # before instance norm has a zero gradient, and Adam blows its rounding noise up to full-size steps)
-    m2 = Engine.load(tmp_path / "two" / "model.pt")
+    m2 = Engine.load(tmp_path / "two" / "model.pt", device="cpu")
     image = disk_data[0][0]
     np.testing.assert_allclose(m2.predict(image).output, one.predict(image).output, atol=1e-3)
 
@@ -111,3 +115,20 @@ def test_two_ranks_match_one(tmp_path: Path, disk_data) -> None:
         assert scored[item["name"]] == pytest.approx(unc.score, rel=1e-5, abs=1e-7)
         with np.load(tmp_path / "s2" / f"{item['name']}.npz") as z:
             np.testing.assert_array_equal(z["labels"], unc.prediction.labels)
+
+
+def test_one_gpu_refuses_two_nccl_ranks_before_joining(monkeypatch) -> None:
+    """Simulated one-GPU machine: rank 1 of 2 has no GPU of its own, and says so instead of hanging in NCCL."""
+    import im2im_engine.distributed as dd
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(dd, "_die_with_parent", lambda: None)
+    monkeypatch.setattr(dd.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dd.dist, "init_process_group", lambda **kw: pytest.fail("joined a process group"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match="1 visible; run at most one process per GPU"):
+        dd.setup()
+    assert dd.info() == DistInfo()  # still a plain process
