@@ -260,6 +260,9 @@ def _plot(out: Path, rows: list[dict], summary: dict) -> None:
     ax.axhline(summary["pseudo_dice"], color="grey", ls="--", label="pseudo labels (floor)")
     if "ceiling_dice" in summary:
         ax.axhline(summary["ceiling_dice"], color="black", ls=":", label="all true masks (ceiling)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # images come whole
     ax.set_xlabel("corrected images")
     ax.set_ylabel("Dice on the test split")
     ax.set_title(f"Learning curve ({len({r['seed'] for r in rows})} seeds: mean, band = min..max)")
