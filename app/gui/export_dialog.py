@@ -179,7 +179,7 @@ class ExportDialog(QDialog):
         self.status.setText(f"Exporting {fmt}…")
 
         def run():
-            return export(self.project, fmt, output, version=version, versions=versions, progress=bridge.emit)
+            return export(self.project, fmt, output, version=version, versions=versions, progress=bridge.report)
 
         self.worker = workers.start(run, on_done=self._done, on_error=self._failed)
 

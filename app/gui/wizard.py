@@ -349,7 +349,7 @@ class NewProjectDialog(QDialog):
             "labels_dir": self.labels.text() if self.needs_labels() and self.imported.isChecked() else None,
             "pseudo": self.pseudo_method(), "task": self.task.currentText(),
             "config_path": self.config.text() if self.preset.currentIndex() == 1 else None,
-            "progress": bridge.emit, "fit": self.fit_options(),
+            "progress": bridge.report, "fit": self.fit_options(),
         }
 
         def run() -> tuple[str, list[str]]:

@@ -183,5 +183,7 @@ class ProgressBridge(QObject):
 
     progress = Signal(int, int, str)
 
-    def emit(self, done: int, total: int, what: str = "") -> None:
+    def report(self, done: int, total: int, what: str = "") -> None:
+        """The ``progress`` callback to hand to library code (not named ``emit``: PySide6 before 6.10 treats
+        a Python ``emit`` on a QObject as a signal emission when called from another thread)."""
         self.progress.emit(int(done), int(total), str(what))

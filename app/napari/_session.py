@@ -482,7 +482,7 @@ class Session:
             raise RuntimeError("open a project first")
         if self._round is not None:
             return self._round
-        project, stop, emit = self.project, self._stop, self._bridge.emit
+        project, stop, emit = self.project, self._stop, self._bridge.report
         stop.clear()
         ended = self._round_ended = threading.Event()
 

@@ -37,11 +37,11 @@ def start(fn: Callable, *args: Any, on_done: Callable | None = None, on_error: C
 
 
 class Bridge(QObject):
-    """Carries ``emit(obj)`` calls from a worker thread to slots on the GUI thread (queued signal)."""
+    """Carries ``report(obj)`` calls from a worker thread to slots on the GUI thread (queued signal)."""
 
     event = Signal(object)
 
-    def emit(self, value: object) -> None:
+    def report(self, value: object) -> None:
         self.event.emit(value)
 
 

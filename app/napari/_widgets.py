@@ -388,7 +388,7 @@ class ProjectWidget(_PluginWidget):
 
         bridge = self._bridge
         project, report = init_project(root, images, labels_dir=labels_dir, pseudo=pseudo, task=task,
-                                       progress=lambda done, total, what: bridge.emit((done, total, what)))
+                                       progress=lambda done, total, what: bridge.report((done, total, what)))
         project.store.log("napari", action="create", skipped=len(report.skipped))
         return project
 
@@ -842,7 +842,7 @@ class ExportWidget(_PluginWidget):
 
         def run():
             return export(project, fmt, output, version=version, versions=versions,
-                          progress=lambda done, total, what="": bridge.emit((done, total, what)))
+                          progress=lambda done, total, what="": bridge.report((done, total, what)))
 
         self.worker = _threads.start(run, on_done=self.guarded(self._done), on_error=self.guarded(self._failed))
         return self.worker

@@ -189,3 +189,17 @@ def test_read_only_database_is_a_clear_error(store: Store) -> None:
     store.conn.execute("PRAGMA query_only = OFF")
     store.apply_edit(1, (0, 1, 0, 1, 0, 1), np.ones((1, 1, 1), np.int32))
     assert store.get_label(1, "corrected")[0, 0] == 1
+
+
+def test_scores_written_inside_a_larger_transaction_roll_back_with_it(store: Store) -> None:
+    """The scores upsert (sqlite-utils) joins the store's transaction: an error later in the same write()
+    undoes it too, and the transaction is still open for the rest (sqlite-utils 3.x committed it early)."""
+    image = store.images()[0].id
+    store.add_model(version=1, path="models/v1/model.pt", status="accepted")
+    with pytest.raises(RuntimeError, match="later step"), store.write() as conn:
+        store.put_scores(1, [{"image_id": image, "score": 0.5}])
+        assert conn.in_transaction  # not committed behind the caller's back
+        raise RuntimeError("a later step of the same save failed")
+    assert store.scores(1) == []
+    store.put_scores(1, [{"image_id": image, "score": 0.25}])
+    assert [r["score"] for r in store.scores(1)] == [0.25]

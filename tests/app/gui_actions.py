@@ -72,19 +72,25 @@ def tick(checkbox) -> None:
 
 def menu_action(window, menu: str, text: str):
     """The action a person finds in the menu bar under ``menu`` (a top-level title like "&Image"), by its
-    text; menus are opened (aboutToShow) first so menus filled on demand are current."""
-    bar = window.menuBar()
-    top = next(a.menu() for a in bar.actions() if a.text().replace("&", "") == menu.replace("&", ""))
+    text; menus are opened (aboutToShow) first so menus filled on demand are current.
+
+    Menus are found as the QMenu children they are (``addMenu`` parents them), not through
+    ``QAction.menu()``, whose wrapper PySide6 before 6.12 may hand back already deleted."""
+    plain = lambda s: s.replace("&", "")  # noqa: E731
+    top = next(m for m in window.menuBar().findChildren(QMenu, options=Qt.FindChildOption.FindDirectChildrenOnly)
+               if plain(m.title()) == plain(menu))
 
     def find(m: QMenu):
         m.aboutToShow.emit()
+        subs = m.findChildren(QMenu, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        own = {id(sub.menuAction()) for sub in subs}
         for act in m.actions():
-            if act.menu() is not None:
-                hit = find(act.menu())
-                if hit is not None:
-                    return hit
-            elif act.text().replace("&", "").startswith(text):
+            if id(act) not in own and plain(act.text()).startswith(text):
                 return act
+        for sub in subs:
+            hit = find(sub)
+            if hit is not None:
+                return hit
         return None
 
     act = find(top)
