@@ -39,12 +39,19 @@ lint: install
 	$(VENV)/bin/ruff check app annotation im2im_engine tests benchmarks resources
 	$(VENV)/bin/lint-imports
 
+# Two test processes, one torch thread each (OpenMP threads spin when cores are oversubscribed): 13.5 min for
+# every test on 2 cores instead of 23 in one process. Tests that share a resource run in one process
+# (`xdist_group` marks, `--dist loadgroup`). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+test test-fast lowest: export OMP_NUM_THREADS ?= 1
+
 test: lint
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q $(PYTEST_PARALLEL)
 
 # The tests that train or start engine workers for more than a few seconds are marked slow: the rest.
 test-fast: install
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 lowest:
 	rm -rf $(LOWEST)
@@ -54,7 +61,7 @@ lowest:
 	$(LPY) -m pip install -q "$(TORCH)"
 	$(LPY) -m pip install -q -c $(LOWEST)/constraints.txt -e ".[test]"
 	$(LPY) -m pip check
-	QT_QPA_PLATFORM=offscreen $(LPY) -m pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/app/napari
+	QT_QPA_PLATFORM=offscreen $(LPY) -m pytest -q -m "not slow" -p no:cacheprovider --ignore=tests/app/napari $(PYTEST_PARALLEL)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) $(DEMO) .pytest_cache .ruff_cache

@@ -203,6 +203,7 @@ def test_a_killed_search_resumes_where_it_stopped(small_project: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
+@pytest.mark.xdist_group("real-slurm")  # one local Slurm at a time (make test runs pytest -n 2)
 def test_search_through_a_real_slurm(small_project: Path, real_slurm: Path) -> None:  # noqa: F811
     with Project.open(small_project) as project:
         _use_slurm(project)

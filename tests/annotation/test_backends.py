@@ -338,6 +338,7 @@ def real_slurm(tmp_path_factory, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real-slurm")  # one local Slurm at a time (make test runs pytest -n 2)
 def test_real_slurm_train_score_and_cancel(small_project: Path, real_slurm: Path) -> None:
     with Project.open(small_project) as project:
         _use_slurm(project)
