@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QSettings, QTimer
@@ -165,6 +166,19 @@ def take_screenshot(window: MainWindow, path: str | os.PathLike) -> bool:
 
 def run_gui(project: str | None = None, screenshot: str | None = None) -> int:
     """Open the GUI (on ``project`` or the start page); with ``screenshot``, save a PNG and return."""
+    show_warning, filters = warnings.showwarning, list(warnings.filters)
+    try:
+        return _run_gui(project, screenshot)
+    finally:
+        # superqt's thread workers swap warnings.showwarning for one that emits a Qt signal, inside
+        # catch_warnings, which is process-wide: two workers finishing out of order leave a dead worker's
+        # hook (and its "always" filter) installed, and a warning at exit (atexit callbacks) printed
+        # "Signal source has been deleted"
+        warnings.showwarning = show_warning
+        warnings.filters[:] = filters
+
+
+def _run_gui(project: str | None, screenshot: str | None) -> int:
     if screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = application()

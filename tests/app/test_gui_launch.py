@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from annotation.project import Project
 
 
@@ -56,3 +58,24 @@ def test_errors_in_words() -> None:
     assert in_words(FileNotFoundError(2, "No such file or directory", "/data/b.tif")) == "/data/b.tif is not there any more"
     text = in_words(IndexError("list index out of range"))
     assert text.startswith("an unexpected error") and "the details are in the log" in text
+
+
+def test_run_gui_leaves_no_worker_warning_hook_behind(monkeypatch) -> None:
+    """superqt workers swap ``warnings.showwarning`` process-wide; one left installed by workers finishing
+    out of order emitted on a deleted worker at exit ("Signal source has been deleted"). run_gui restores
+    the hook and the filters it started with, however the session ends."""
+    import warnings
+
+    from app.gui import launch
+
+    before, filters = warnings.showwarning, list(warnings.filters)
+
+    def leaky(project, screenshot):  # what an out-of-order pair of finished workers leaves behind
+        warnings.showwarning = lambda *w: None
+        warnings.simplefilter("always")
+        raise RuntimeError("the window failed")
+
+    monkeypatch.setattr(launch, "_run_gui", leaky)
+    with pytest.raises(RuntimeError):
+        launch.run_gui(None)
+    assert warnings.showwarning is before and warnings.filters == filters
