@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import yaml
 from annotation.auto import AutoSettings, apply_choice, format_report, parse_budget, run_search
 from annotation.project import Project
 from annotation.store import auto_results
-from tests.annotation.test_backends import _use_slurm, real_slurm  # noqa: F401 - a fixture, used by name
+from tests.annotation.test_backends import _use_slurm, install_fake_tools, real_slurm  # noqa: F401 - a fixture, used by name
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = AutoSettings(folds=2, steps=3, max_candidates=2)
@@ -109,16 +108,7 @@ FAKE_ARRAY = {
 
 @pytest.fixture
 def fake_array_slurm(tmp_path: Path, monkeypatch) -> Path:
-    bin_dir, state = tmp_path / "fake-bin", tmp_path / "fake-state"
-    bin_dir.mkdir()
-    state.mkdir()
-    for name, body in FAKE_ARRAY.items():
-        target = state / name if name.endswith(".py") else bin_dir / name
-        target.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
-        target.chmod(0o755)
-    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return state
+    return install_fake_tools(tmp_path, monkeypatch, FAKE_ARRAY)
 
 
 def _check_complete(project: Project, report: dict) -> None:

@@ -162,19 +162,25 @@ FAKE = {
 }
 
 
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch) -> Path:
-    """Fake Slurm tools on PATH; returns their state folder (one subfolder per job id)."""
+def install_fake_tools(tmp_path: Path, monkeypatch, scripts: dict[str, str]) -> Path:
+    """Put ``scripts`` (name -> Python source; ``*.py`` helpers go beside the state) on PATH as fake Slurm
+    tools; returns their state folder (``FAKE_SLURM_STATE``)."""
     bin_dir, state = tmp_path / "fake-bin", tmp_path / "fake-state"
     bin_dir.mkdir()
     state.mkdir()
-    for name, body in FAKE.items():
+    for name, body in scripts.items():
         target = state / name if name.endswith(".py") else bin_dir / name
         target.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
         target.chmod(0o755)
     monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return state
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch) -> Path:
+    """Fake Slurm tools on PATH; returns their state folder (one subfolder per job id)."""
+    return install_fake_tools(tmp_path, monkeypatch, FAKE)
 
 
 def _use_slurm(project: Project, nproc: int = 1) -> None:
