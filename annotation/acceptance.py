@@ -11,9 +11,10 @@ Which images, in order of preference:
   labels a person vouched for everywhere. The new model is accepted if it is not worse than the parent
   (``loop.accept_tolerance``).
 * ``rotating``: too few done images for a held-out share: one labelled image, a different one each round,
-  is left out of this round's training and judged on its label's trusted pixels (weight > 0). Its label may
-  be a pseudo label, so this rule is looser (``loop.fallback_tolerance``); it still catches a broken
-  model.
+  is left out of this round's training and judged on its label's trusted pixels (weight > 0). It is taken
+  from the images without a correction while there are any: the few corrections are what the round is for,
+  and a corrected image left out would not train until the next round. Its label is then a pseudo label,
+  so this rule is looser (``loop.fallback_tolerance``); it still catches a broken model.
 * ``training``: a project with a single labelled image: agreement with its own training label — it can
   only catch a broken model, and says so.
 
@@ -67,7 +68,8 @@ def choose(train: list[dict], held_out: list[dict], round_no: int) -> tuple[str,
     if held_out:
         return "held-out", train, held_out
     if len(train) >= 2:
-        order = sorted(train, key=lambda e: e["name"])
+        uncorrected = [e for e in train if e.get("version") != "corrected"]
+        order = sorted(uncorrected or train, key=lambda e: e["name"])
         pick = order[round_no % len(order)]
         return "rotating", [e for e in train if e is not pick], [check_entry(pick)]
     return "training", train, [check_entry(e) for e in train]

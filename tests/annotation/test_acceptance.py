@@ -95,6 +95,18 @@ def test_the_rotating_image_changes_every_round() -> None:
     assert choose(train, [{"name": "z", "weight": "z.npy"}], 0)[0] == "held-out"
 
 
+def test_a_corrected_image_is_not_left_out_while_uncorrected_ones_can_judge() -> None:
+    """The round after a correction must train on it: the rotating check takes a pseudo-labelled image."""
+    train = [{"name": n, "weight": f"{n}.npy", "trust": f"{n}_t.npy", "version": v}
+             for n, v in zip("abcd", ["pseudo", "corrected", "pseudo", "corrected"], strict=True)]
+    for r in range(4):
+        rule, rest, check = choose(train, [], r)
+        assert rule == "rotating" and check[0]["name"] in ("a", "c")
+        assert {e["name"] for e in rest} >= {"b", "d"}
+    every = [dict(e, version="corrected") for e in train]  # all corrected: any of them may judge
+    assert [choose(every, [], r)[2][0]["name"] for r in range(4)] == ["a", "b", "c", "d"]
+
+
 def test_old_configs_with_a_corrected_weight_still_load() -> None:
     from im2im_engine import load_config
 
