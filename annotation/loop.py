@@ -25,7 +25,7 @@ from .integrity import check_images
 from .jobs import JobError, run_job
 from .project import Project, ProjectError
 from .store.db import now
-from .trainset import build_trainset, check_entry, remove_folder, training_weights, usable_images
+from .trainset import build_trainset, check_entry, done_ids, remove_folder, training_weights, usable_images
 
 Progress = Callable[[dict], None]
 
@@ -93,7 +93,9 @@ def train_round(
         shutil.rmtree(out)
     scratch = project.jobs_dir / f"data-v{version}"
     data = build_trainset(project, scratch, training_weights(project), settings.val_fraction)
-    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], round_no)
+    # rotate by attempt, not by accepted round: a rejected round must not leave the same image to judge
+    # every later round (a model that learnt from corrections would be held to that one image for ever)
+    rule, train, check = acceptance.choose(data.train, [check_entry(e) for e in data.check], version - 1)
     if not train:
         remove_folder(scratch)
         raise JobError(f"{project.root}: nothing to train on (no usable image has a pseudo or corrected label)")
@@ -173,6 +175,10 @@ def _check(project: Project, rule: str, check: list[dict], report: dict, version
     )
     if rule == "held-out" and project.task != "regression":
         verdict.pseudo = _pseudo_agreement(project, check, key)
+    if rule == "rotating" and project.task in ("semantic", "instance") and check \
+            and all(e.get("version") == "pseudo" for e in check):
+        # how far the person's labels are from their own pseudo labels: what a right model can agree with one
+        verdict.reference = _pseudo_agreement(project, [{"image_id": i} for i in done_ids(project.store)], key)
     return acceptance.decide(verdict, project.loop, version, parent, source)
 
 

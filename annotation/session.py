@@ -118,6 +118,9 @@ def check_words(check: dict, version: int | None, parent: int | None = None) -> 
         text += f"; v{parent}: {_value(metric, check['parent'])} on the same images"
     if check.get("pseudo") is not None:
         text += f"; your pseudo labels: {_value(metric, check['pseudo'])}"
+    if check.get("reference") is not None:
+        text += (f"; your corrected images agree with their own pseudo labels: "
+                 f"{_value(metric, check['reference'])}")
     verdict = "Accepted" if check.get("accepted") else "Not accepted: the current model is kept"
     return text + f". {verdict}."
 

@@ -45,6 +45,8 @@ def test_a_model_that_did_not_learn_is_rejected_and_the_record_says_why(small_pr
         assert model["status"] == "rejected" and model["metrics"]["check"]["images"] == check["images"]
         spec = _spec(project)
         assert spec["val"] == [] and {e["name"] for e in spec["check"]}.isdisjoint(e["name"] for e in spec["train"])
+        again = train_round(project, steps=1)  # rejected again, but judged on another image
+        assert not again.accepted and again.check["images"] != check["images"]
 
 
 @pytest.mark.slow
@@ -83,6 +85,27 @@ def test_the_decision_rules() -> None:
     assert not broken.accepted and "did not learn" in broken.reason
     first = decide(Check("held-out", ["a"], "dice", child=0.9, child_floor_value=0.9, pseudo=0.8), settings, 1, None)
     assert first.accepted and "pseudo labels score 0.800" in first.reason
+
+
+def test_a_model_closer_to_the_corrections_than_to_a_pseudo_label_is_accepted() -> None:
+    """Judged on a left-out pseudo label, a child that learnt from corrections agrees less with it than its
+    parent did; it passes when it agrees as well as the person's corrected labels agree with their own
+    pseudo labels (the demo recipe's case: 0.909 vs 0.975, corrections at 0.85), and not when it is below
+    that too, nor without corrections to say what a right model looks like."""
+    settings = LoopSettings(accept_tolerance=0.0, fallback_tolerance=0.05, min_agreement=0.5)
+
+    def rotating(child: float, reference: float | None) -> Check:
+        check = Check("rotating", ["a"], "dice", child=child, parent=0.975, child_floor_value=child, reference=reference)
+        return decide(check, settings, 3, 2)
+
+    closer = rotating(0.909, 0.85)
+    assert closer.accepted and "your corrected images agree with at 0.850" in closer.reason
+    assert not rotating(0.909, None).accepted  # no done image: the parent's agreement is the bar
+    worse = rotating(0.75, 0.85)
+    assert not worse.accepted and "kept v2" in worse.reason
+    held_out = decide(Check("held-out", ["a"], "dice", child=0.909, parent=0.975, child_floor_value=0.909,
+                            reference=0.85), settings, 3, 2)
+    assert not held_out.accepted  # done images held out: their labels are the person's, no excuse
 
 
 def test_the_rotating_image_changes_every_round() -> None:

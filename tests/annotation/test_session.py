@@ -97,6 +97,10 @@ def test_the_check_in_words():
     text = session.check_words(rotating, 1)
     assert text.startswith("v1 agrees with nuclei_001, left out of this round") and text.endswith(
         "Not accepted: the current model is kept.")
+    closer = {"rule": "rotating", "images": ["nuclei_003"], "metric": "dice", "child": 0.909, "parent": 0.975,
+              "reference": 0.85, "accepted": True}
+    assert session.check_words(closer, 2, 1).endswith(
+        "v1: 98% on the same images; your corrected images agree with their own pseudo labels: 85%. Accepted.")
     assert session.check_words({"child": None, "reason": "kept v1: v2 could not be evaluated"}, 2) == \
         "kept v1: v2 could not be evaluated"
 
