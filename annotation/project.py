@@ -43,7 +43,7 @@ class LoopSettings(BaseModel):
     random_share: float = Field(0.1, ge=0.0, le=1.0, description="share of each batch picked at random")
     batch_size: int = Field(5, ge=1, description="images proposed per round")
     retrain_every: int = Field(3, ge=1, description="fine-tune after this many newly corrected images")
-    finetune_steps: int = Field(150, ge=1, description="steps per fine-tuning round (round 0: training.steps)")
+    finetune_steps: int = Field(300, ge=1, description="steps per fine-tuning round (round 0: training.steps)")
     finetune_lr_scale: float = Field(0.3, gt=0.0, le=1.0,
                                      description="fine-tuning uses training.lr times this (keeps what was learnt)")
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of corrected images held out")

@@ -25,7 +25,7 @@ from .store import ImageRecord, Store
 from .store import provenance as prov
 
 #: ``training.weights`` defaults (the engine's ``Weights`` section has the same).
-DEFAULT_WEIGHTS = {"painted": 1.0, "reviewed": 1.0, "pseudo": 0.3, "prediction": 0.3, "ignore": 0.0}
+DEFAULT_WEIGHTS = {"painted": 1.0, "reviewed": 1.0, "pseudo": 0.03, "prediction": 0.03, "ignore": 0.0}
 
 
 @dataclass

@@ -190,8 +190,8 @@ class Weights(_Section):
 
     painted: float = Field(1.0, ge=0.0)
     reviewed: float = Field(1.0, ge=0.0)
-    pseudo: float = Field(0.3, ge=0.0)
-    prediction: float = Field(0.3, ge=0.0)
+    pseudo: float = Field(0.03, ge=0.0)
+    prediction: float = Field(0.03, ge=0.0)
     ignore: float = Field(0.0, ge=0.0)
 
     @model_validator(mode="before")

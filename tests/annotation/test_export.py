@@ -208,7 +208,9 @@ def test_training_pairs(trained: Path, tmp_path: Path) -> None:
                                       store.get_label(corrected.id, "corrected"))
         assert np.all(io.read_array(tmp_path / "pairs" / f"{name}_CM.tiff") == 1.0)
         pseudo = store.images()[1].name
-        assert np.allclose(io.read_array(tmp_path / "pairs" / f"{pseudo}_CM.tiff"), 0.3)
+        pseudo_weight = project.engine_config().training.weights.pseudo
+        assert 0 < pseudo_weight < 1  # the cost map is the training weight, not a copy of the label
+        assert np.allclose(io.read_array(tmp_path / "pairs" / f"{pseudo}_CM.tiff"), pseudo_weight)
         assert (tmp_path / "pairs" / "provenance.json").exists()
 
 

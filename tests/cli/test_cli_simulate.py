@@ -70,9 +70,11 @@ def test_on_realistic_tiles_the_model_beats_its_pseudo_labels_and_two_correction
     better than they are, and each of two rounds of one corrected tile lifts it further, all on the same
     held-out tiles. Default steps and presets: what a user gets.
 
-    Measured with 3 seeds (README): pseudo 0.854, round 0 0.891, two tiles 0.917 (+0.026 over round 0,
-    +0.063 over the pseudo labels). Seed 0, run here: 0.891, 0.901, 0.909. The issue's goal of +0.05 over
-    the round-0 model after two tiles is not reached on this recipe (it is on the demo: +0.081)."""
+    Measured with 3 seeds (README): pseudo 0.854, round 0 0.890, two tiles 0.947 (+0.057 over round 0). Seed
+    0, run here: 0.888, 0.914, 0.939 (+0.051); the assertion leaves 0.006 below the issue's +0.05 for
+    numerical differences between machines, and the 3-seed mean is the figure that meets it. With the
+    earlier weights (pseudo 0.3, 150 fine-tuning steps) seed 0 gave 0.891, 0.901, 0.909 (+0.018) and fails
+    here."""
     images, truth = write_realistic_dataset(tmp_path / "data", n_images=16, seed=0)
     code = main(["simulate", "--images", str(images), "--truth", str(truth), "--strategy", "entropy",
                  "--rounds", "2", "--per-round", "1", "--seeds", "1", "--out", str(tmp_path / "out")])
@@ -81,5 +83,5 @@ def test_on_realistic_tiles_the_model_beats_its_pseudo_labels_and_two_correction
     dice = summary["strategies"]["entropy"]["dice"]
     assert dice[0] >= summary["pseudo_dice"] + 0.02, summary  # better than what it learnt from
     assert dice[0] < dice[1] < dice[2], summary  # every corrected tile counts
-    assert dice[2] >= summary["pseudo_dice"] + 0.04, summary
+    assert dice[2] >= dice[0] + 0.045, summary  # two corrected tiles lift the round-0 model
     assert summary["ceiling_dice"] > dice[2] - 0.01, summary  # and full supervision is still above
