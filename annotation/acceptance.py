@@ -20,7 +20,7 @@ Which images, in order of preference:
   label at least as well as the person's corrected labels agree with their own pseudo labels (the
   ``reference``, within the same tolerance): on the demo recipe a model after one random correction agreed
   0.909 with the left-out pseudo label against its parent's 0.975 (which had learnt the threshold's
-  outlines), where the corrections agree with theirs at about 0.85. The image rotates with every attempt,
+  outlines), where the corrected images agreed with theirs at 0.835. The image rotates with every attempt,
   so a rejection does not leave the same image to judge every later round.
 * ``training``: a project with a single labelled image: agreement with its own training label — it can
   only catch a broken model, and says so.
