@@ -153,15 +153,17 @@ def test_n2v2_unet_options_build_and_keep_shapes(spatial_dims):
     assert net(x).shape == x.shape
 
 
-# Parameter counts of CAREamics' UNet (careamics.models.unet.UNet, depth 2, 32 initial channels, 1 channel
-# in and out; n2v2 = MaxBlurPool and no top skip), read off CAREamics 0.1 in its own venv.
+# Parameter counts of CAREamics' UNet (careamics.models.unet.UNet, depth 2, 32 initial channels, batch norm,
+# 1 channel in and out; n2v2 = MaxBlurPool and no top skip), read off CAREamics 0.1 in its own venv.
 CAREAMICS_PARAMS = {(2, False): 333729, (3, False): 997857, (2, True): 324513, (3, True): 970209}
+CAREAMICS_BN_PARAMS = 2 * (32 + 32 + 64 + 64 + 128 + 64 + 64 + 32 + 32 + 32)  # scale + shift of its 10 BN layers
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("n2v2", [False, True])
-def test_denoise_presets_build_careamics_unet(spatial_dims, n2v2):
-    """The presets' network is CAREamics' UNet layer for layer: same parameter count (1x1 head included)."""
+def test_denoise_presets_build_careamics_unet_without_batch_norm(spatial_dims, n2v2):
+    """The presets' network is CAREamics' UNet layer for layer (same parameter count, 1x1 head included),
+    except that the presets leave batch norm out (see the presets' comment)."""
     from im2im_engine.config import preset_dir
     from im2im_engine.n2v_nets import CAREUNet, MaxBlurPool
     from im2im_engine.networks import build_network, total_stride
@@ -171,7 +173,10 @@ def test_denoise_presets_build_careamics_unet(spatial_dims, n2v2):
     cfg = load_config(raw, {"model": {"blur_pool": n2v2, "top_skip": not n2v2}})
     net = build_network(cfg).eval()
     assert isinstance(net.backbone, CAREUNet)
-    assert sum(p.numel() for p in net.parameters()) == CAREAMICS_PARAMS[(spatial_dims, n2v2)]
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert sum(p.numel() for p in net.parameters()) == CAREAMICS_PARAMS[(spatial_dims, n2v2)] - CAREAMICS_BN_PARAMS
+    with_bn = build_network(load_config(cfg.model_dump(mode="json"), {"model": {"params": {"use_batch_norm": True}}}))
+    assert sum(p.numel() for p in with_bn.parameters()) == CAREAMICS_PARAMS[(spatial_dims, n2v2)]
     assert any(isinstance(m, MaxBlurPool) for m in net.modules()) == n2v2
     convs = [m for m in net.backbone.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
     assert len(convs) == 10  # two per block: 2 down, bottleneck, 2 up
