@@ -1,16 +1,21 @@
 """#10 Noise2Void: PSNR and time of our N2V / N2V2 against CAREamics' N2V, same image, same training budget.
 
-``python -m benchmarks.denoise [--quick] [--json FILE]`` (also ``python -m benchmarks --only 10``).
+``python -m benchmarks.denoise [--quick] [--threads N] [--seeds N] [--images demo,cell] [--careamics-n2v2]
+[--json FILE]``; not part of ``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
 
 Per test image (the demo nuclei rendered without noise, skimage's ``cell``; Poisson–Gaussian noise added,
 see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input, of the Gaussian filter
-whose sigma is tuned *on the truth* (a baseline that cheats), of ours (N2V and N2V2 presets) and of
-CAREamics' N2V, each trained for the same number of optimiser steps of the same batch of 64² patches on 2
-threads, alternating which side runs first. CAREamics pins its own torch, so it runs in its own venv
+whose sigma is tuned *on the truth* (a baseline that cheats), of ours (the N2V preset, and N2V2: the preset
+with ``strategy: median``, ``blur_pool``, no top skip) and of CAREamics' N2V, each trained for the same number
+of optimiser steps of the same batch of 64² patches on ``--threads`` torch threads (default 2), alternating
+which side runs first. ``--seeds N`` trains every side N times (our seeds 0.., CAREamics' 1..) and reports
+medians: after 60 steps PSNR varies by a dB or more with the seed. ``--careamics-n2v2`` also trains CAREamics'
+N2V2 and makes it the baseline of our N2V2 rows. CAREamics pins its own torch, so it runs in its own venv
 (``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; ``--install-careamics`` creates it with ``pip
 install torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
 :mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU
-(CPU seconds are the steadier figure on a shared machine); prediction is timed apart.
+(CPU seconds are the steadier figure on a shared machine); prediction is timed apart. Figures:
+``benchmarks/README.md`` (#10).
 """
 
 from __future__ import annotations
