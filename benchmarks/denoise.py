@@ -1,16 +1,21 @@
 """#10 Noise2Void: PSNR and time of our N2V / N2V2 against CAREamics' N2V, same image, same training budget.
 
-``python -m benchmarks.denoise [--quick] [--json FILE]`` (also ``python -m benchmarks --only 10``).
+``python -m benchmarks.denoise [--quick] [--threads N] [--seeds N] [--images demo,cell] [--careamics-n2v2]
+[--json FILE]``; not part of ``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
 
 Per test image (the demo nuclei rendered without noise, skimage's ``cell``; Poisson–Gaussian noise added,
 see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input, of the Gaussian filter
-whose sigma is tuned *on the truth* (a baseline that cheats), of ours (N2V and N2V2 presets) and of
-CAREamics' N2V, each trained for the same number of optimiser steps of the same batch of 64² patches on 2
-threads, alternating which side runs first. CAREamics pins its own torch, so it runs in its own venv
+whose sigma is tuned *on the truth* (a baseline that cheats), of ours (the N2V preset, and N2V2: the preset
+with ``strategy: median``, ``blur_pool``, no top skip) and of CAREamics' N2V, each trained for the same number
+of optimiser steps of the same batch of 64² patches on ``--threads`` torch threads (default 2), alternating
+which side runs first. ``--seeds N`` trains every side N times (our seeds 0.., CAREamics' 1..) and reports
+medians: after 60 steps PSNR varies by a dB or more with the seed. ``--careamics-n2v2`` also trains CAREamics'
+N2V2 and makes it the baseline of our N2V2 rows. CAREamics pins its own torch, so it runs in its own venv
 (``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; ``--install-careamics`` creates it with ``pip
 install torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
 :mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU
-(CPU seconds are the steadier figure on a shared machine); prediction is timed apart.
+(CPU seconds are the steadier figure on a shared machine); prediction is timed apart. Figures:
+``benchmarks/README.md`` (#10).
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def careamics_python(install: bool = False) -> Path | None:
     return py if ok else None
 
 
-def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int) -> tuple[np.ndarray, dict]:
+def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int, threads: int = THREADS,
+         seed: int = 0) -> tuple[np.ndarray, dict]:
     """Train our preset on ``noisy`` for ``steps`` x ``batch`` patches; denoised image in raw units + times."""
     import torch
 
@@ -65,10 +71,11 @@ def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int) -> t
     from im2im_engine.config import preset_dir
     from im2im_engine.n2v import to_raw_units
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     raw = __import__("yaml").safe_load((preset_dir() / "denoise_n2v_2d.yaml").read_text())
     raw.pop("loop", None)
-    over = {"training": {"steps": steps, "batch_size": batch, "amp": False}, "data": {"patch_size": [patch, patch]}}
+    over = {"training": {"steps": steps, "batch_size": batch, "amp": False, "seed": seed},
+            "data": {"patch_size": [patch, patch]}}
     if n2v2:
         over["task"] = {"n2v": {"strategy": "median"}}
         over["model"] = {"blur_pool": True, "top_skip": False}
@@ -82,13 +89,13 @@ def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int) -> t
     return out, {"train_s": train_s, "train_cpu_s": train_cpu, "predict_s": time.perf_counter() - t0}
 
 
-def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n2v2: bool = False
-              ) -> tuple[np.ndarray, dict]:
+def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n2v2: bool = False,
+              threads: int = THREADS, seed: int = 1) -> tuple[np.ndarray, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
         np.save(src, noisy)
         cmd = [str(py), str(Path(__file__).with_name("careamics_n2v.py")), str(src), str(dst), str(steps),
-               str(batch), str(patch), "--threads", str(THREADS)] + (["--n2v2"] if n2v2 else [])
+               str(batch), str(patch), "--threads", str(threads), "--seed", str(seed)] + (["--n2v2"] if n2v2 else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
             raise RuntimeError(f"CAREamics failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -96,56 +103,80 @@ def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n
         return np.load(dst), info
 
 
-def run(quick: bool = False, install: bool = False) -> list[Result]:
+def run(quick: bool = False, install: bool = False, threads: int = THREADS, images: tuple[str, ...] = (),
+        seeds: int = 1, careamics_n2v2: bool = False) -> list[Result]:
+    """One row per image and N2V variant; with ``seeds`` > 1 every side trains that many times (seeds 0.. for
+    ours, 1.. for CAREamics) and the figures are medians (PSNR after 60 steps varies by about 1 dB by seed).
+    ``careamics_n2v2``: also train CAREamics' N2V2, the baseline of our N2V2 rows (else CAREamics' N2V)."""
     from im2im_engine.metrics import psnr
 
     steps, batch, patch = (60, 8, 64) if quick else (300, 16, 64)
     py = careamics_python(install)
     results: list[Result] = []
     for k, (name, make, peak, read) in enumerate(IMAGES):
+        if images and name not in images:
+            continue
         noisy, truth = add_poisson_gaussian(make(), peak, read, seed=1)
         rng = float(truth.max() - truth.min())
         noisy_psnr = psnr(noisy, truth, rng)
         gauss_psnr, sigma = best_gaussian(noisy, truth)
-        runs: dict[str, tuple[float, dict]] = {}
-        order = ["careamics", "n2v", "n2v2"] if k % 2 == 0 else ["n2v2", "n2v", "careamics"]
-        for who in order:
-            if who == "careamics":
-                if py is None:
-                    continue
-                out, info = careamics(py, noisy, steps, batch, patch)
-            else:
-                out, info = ours(noisy, who == "n2v2", steps, batch, patch)
-            runs[who] = (psnr(out, truth, rng), info)
-            print(f"  {name} {who}: PSNR {runs[who][0]:.2f} dB, train {info['train_s']:.0f} s "
-                  f"({info['train_cpu_s']:.0f} CPU s)", flush=True)
-        base = runs.get("careamics")
+        runs: dict[str, list[tuple[float, dict]]] = {}
+        for s in range(seeds):
+            order = ["careamics", "n2v", "n2v2", "careamics_n2v2"]
+            if (k + s) % 2:
+                order.reverse()
+            for who in order:
+                if who.startswith("careamics"):
+                    if py is None or (who == "careamics_n2v2" and not careamics_n2v2):
+                        continue
+                    out, info = careamics(py, noisy, steps, batch, patch, n2v2=who == "careamics_n2v2",
+                                          threads=threads, seed=s + 1)
+                else:
+                    out, info = ours(noisy, who == "n2v2", steps, batch, patch, threads, seed=s)
+                value = psnr(out, truth, rng)
+                runs.setdefault(who, []).append((value, info))
+                print(f"  {name} {who} seed {s}: PSNR {value:.2f} dB, train {info['train_s']:.0f} s "
+                      f"({info['train_cpu_s']:.0f} CPU s)", flush=True)
+
+        def med(who: str, key: str | None = None, runs: dict = runs) -> float:
+            return float(np.median([v if key is None else i[key] for v, i in runs[who]]))
+
         for who in ("n2v", "n2v2"):
-            value, info = runs[who]
-            delta = None if base is None else value - base[0]
-            t_ratio = None if base is None else info["train_cpu_s"] / max(base[1]["train_cpu_s"], 1e-9)
+            ref = "careamics_n2v2" if who == "n2v2" and "careamics_n2v2" in runs else "careamics"
+            base = runs.get(ref)
+            ref_name = "CAREamics N2V2" if ref == "careamics_n2v2" else "CAREamics N2V"
+            value, cpu = med(who), med(who, "train_cpu_s")
+            delta = None if base is None else value - med(ref)
+            t_ratio = None if base is None else cpu / max(med(ref, "train_cpu_s"), 1e-9)
             met = (value - noisy_psnr >= 4.0 and value > gauss_psnr
                    and (delta is None or (delta >= -0.3 and t_ratio <= 1.0)))
             note = (f"noisy {noisy_psnr:.2f} dB, Gaussian tuned on truth {gauss_psnr:.2f} dB (sigma {sigma}), "
-                    f"ours {value:.2f} dB (+{value - noisy_psnr:.2f}); train {info['train_s']:.0f} s wall / "
-                    f"{info['train_cpu_s']:.0f} s CPU, predict {info['predict_s']:.1f} s")
+                    f"ours {value:.2f} dB (+{value - noisy_psnr:.2f}); train {med(who, 'train_s'):.0f} s wall / "
+                    f"{cpu:.0f} s CPU, predict {med(who, 'predict_s'):.1f} s")
             if base is not None:
-                note += (f"; CAREamics N2V {base[0]:.2f} dB, train {base[1]['train_s']:.0f} s wall / "
-                         f"{base[1]['train_cpu_s']:.0f} s CPU (torch {base[1].get('torch')})")
+                note += (f"; {ref_name} {med(ref):.2f} dB, train {med(ref, 'train_s'):.0f} s wall / "
+                         f"{med(ref, 'train_cpu_s'):.0f} s CPU (torch {base[0][1].get('torch')})")
+                if ref != "careamics" and "careamics" in runs:
+                    note += f"; CAREamics N2V {med('careamics'):.2f} dB"
             else:
                 note += ("; CAREamics not run: no venv with careamics (python -m benchmarks.denoise "
                          "--install-careamics, or set IM2IM_CAREAMICS_VENV)")
+            if seeds > 1:
+                note += f"; medians of {seeds} seeds"
             results.append(Result(
                 id=f"10.{name}.{who}", what=f"{who.upper()} on {name} {noisy.shape[0]}x{noisy.shape[1]}, "
-                f"{steps} steps x {batch} patches {patch}²", unit="dB PSNR",
-                ours=spread([value]), baseline=None if base is None else spread([base[0]]),
+                f"{steps} steps x {batch} patches {patch}², {threads} thread(s)", unit="dB PSNR",
+                ours=spread([v for v, _ in runs[who]]), baseline=None if base is None else spread([v for v, _ in base]),
                 ratio=None if delta is None else spread([delta]),
-                ratio_def="ours - CAREamics (dB); CPU-time ratio in the note",
+                ratio_def=f"ours - {ref_name} (dB, medians); CPU-time ratio in the note",
                 goal=">= +4 dB over noisy, > tuned Gaussian, >= CAREamics - 0.3 dB at <= its time", met=met,
-                note=note + ("" if t_ratio is None else f"; train CPU ours/CAREamics {t_ratio:.2f}"),
-                params={"steps": steps, "batch": batch, "patch": patch, "peak_photons": peak, "read_noise": read,
-                        "noisy_psnr": noisy_psnr, "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma,
-                        "ours": info, "careamics": None if base is None else {"psnr": base[0], **base[1]}}))
+                note=note + ("" if t_ratio is None else f"; train CPU ours/{ref_name} {t_ratio:.2f}"),
+                params={"steps": steps, "batch": batch, "patch": patch, "threads": threads, "seeds": seeds,
+                        "peak_photons": peak, "read_noise": read, "noisy_psnr": noisy_psnr,
+                        "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma, "baseline": ref_name,
+                        "ours": [{"psnr": v, **i} for v, i in runs[who]],
+                        "careamics": {k: [{"psnr": v, **i} for v, i in runs[k]]
+                                      for k in ("careamics", "careamics_n2v2") if k in runs}}))
     return results
 
 
@@ -154,8 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--install-careamics", action="store_true", help="create CAREamics' venv when missing")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads per side (default {THREADS})")
+    parser.add_argument("--images", default="", help="comma-separated subset of: " + ", ".join(n for n, *_ in IMAGES))
+    parser.add_argument("--seeds", type=int, default=1, help="train every side this many times; medians reported")
+    parser.add_argument("--careamics-n2v2", action="store_true",
+                        help="also train CAREamics' N2V2, as the baseline of our N2V2 rows")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.install_careamics)
+    images = tuple(x.strip() for x in args.images.split(",") if x.strip())
+    rows = run(args.quick, args.install_careamics, args.threads, images, args.seeds, args.careamics_n2v2)
     print(table(rows))
     for r in rows:
         print(f"- {r.id}: {r.note}")

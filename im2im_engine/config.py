@@ -3,7 +3,7 @@
 Why pydantic with ``extra="forbid"``: a typo in a YAML key (``learning_rate`` for ``lr``) must fail loudly at
 load time, not silently train with a default for an hour. Every validation failure becomes one
 :class:`ConfigError` line that names the dotted key and, for choices, the allowed values, e.g.
-``model.name: must be one of UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet (got 'Foo')``.
+``model.name: must be one of UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, CAREUNet (got 'Foo')``.
 
 The resolved config (defaults filled in) is written beside every checkpoint; ``dump_config`` output loads
 back to an identical object (round trip), so a model folder is self-describing.
@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MODEL_NAMES = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet")
+MODEL_NAMES = ("UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "CAREUNet")
 UNCERTAINTY_METHODS = ("entropy", "margin", "least_confidence", "bald", "variance", "tta")
 
 
@@ -67,32 +67,39 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """A MONAI network by name plus the engine's cheap-uncertainty head.
+    """A MONAI network (or CAREUNet, CSBDeep / CAREamics' UNet) by name plus the engine's cheap-uncertainty head.
 
-    ``params`` go to the MONAI constructor (checked against its signature); ``head_features`` is the
+    ``params`` go to the network's constructor (checked against its signature); ``head_features`` is the
     backbone's output width, followed by activation -> dropout(``dropout``) -> 1x1 conv to the task's outputs.
     """
 
-    name: Literal["UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet"] = "UNet"
+    name: Literal["UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "CAREUNet"] = "UNet"
     params: dict[str, Any] = Field(default_factory=dict)
     head_features: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    # N2V2's anti-checkerboard changes (UNet only; see im2im_engine/n2v_nets.py)
-    blur_pool: bool = False  # down layers at stride 1, then a binomial blur and sub-sampling
+    # N2V2's anti-checkerboard changes (UNet and CAREUNet only; see im2im_engine/n2v_nets.py)
+    blur_pool: bool = False  # down-sampling at stride 1, then a binomial blur and sub-sampling
     top_skip: bool = True  # false: no outermost skip connection
 
     @model_validator(mode="after")
     def _params_known(self) -> ModelConfig:
-        if (self.blur_pool or not self.top_skip) and self.name != "UNet":
+        if (self.blur_pool or not self.top_skip) and self.name not in ("UNet", "CAREUNet"):
             key = "blur_pool" if self.blur_pool else "top_skip"
-            raise ValueError(f"{key}: only available for name UNet (got {self.name!r})")
-        from monai.networks import nets
+            raise ValueError(f"{key}: only available for name UNet or CAREUNet (got {self.name!r})")
+        if self.name == "CAREUNet":
+            from .n2v_nets import CAREUNet as cls
+        else:
+            from monai.networks import nets
 
-        sig = inspect.signature(getattr(nets, self.name).__init__)
-        allowed = [p for p in sig.parameters if p not in ("self", "spatial_dims", "in_channels", "out_channels")]
+            cls = getattr(nets, self.name)
+        sig = inspect.signature(cls.__init__)
+        engine_set = ("self", "spatial_dims", "in_channels", "out_channels", "blur_pool", "top_skip")
+        allowed = [p for p in sig.parameters if p not in engine_set]
         for key in self.params:
             if key in ("spatial_dims", "in_channels", "out_channels"):
                 raise ValueError(f"params.{key}: set by the engine (data.* / task.*), remove it")
+            if key in ("blur_pool", "top_skip"):
+                raise ValueError(f"params.{key}: set model.{key} instead")
             if key not in allowed:
                 raise ValueError(f"params.{key}: not a parameter of {self.name} (allowed: {', '.join(allowed)})")
         return self

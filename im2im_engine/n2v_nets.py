@@ -10,6 +10,20 @@ false`` removes the outermost skip connection. Both are options of the ordinary 
 ``task.n2v.independent_channels`` folds channels into the batch: every channel is denoised by the same
 network from that channel alone (CAREamics trains grouped per-channel networks instead; one shared
 network sees every channel's pixels, which suits the few images a project has).
+
+``CAREUNet`` is the UNet of CSBDeep / CAREamics, which N2V was designed and tuned with: per level two 3x3
+convolutions (each with batch norm and ReLU), max pooling, bilinear up-sampling and concatenated skips, and
+a bottleneck of twice the channels. MONAI's ``UNet`` with ``num_res_units: 0`` has *one* convolution per
+level (strided for the way down, transposed for the way up); in our training loop it denoised the
+benchmark's demo image 1.9 dB worse than CAREamics at the same budget (60 steps x 8 patches of 64², one
+seed each), ``CAREUNet`` as well as CAREamics (median of 3 seeds 29.85 against 29.81 dB;
+``benchmarks/denoise.py``). Its N2V2 options follow CAREamics too: ``blur_pool`` is max pooling at stride
+1, a binomial blur and sub-sampling (MaxBlurPool); ``top_skip: false`` drops the full-resolution skip.
+``use_batch_norm`` is CAREamics' default, but the denoise presets turn it off: at evaluation the running
+statistics mis-scaled whole predictions (on skimage's cell an affine fit of one output to the truth gained
+6 dB), and at 300 steps x 16 patches, without it, cell went from 32.8 to 35.8 dB (N2V) and from 30.3 to
+36.8 dB (N2V2), the demo image from 33.6 to 32.0 dB and from 32.8 to 31.6 dB (single seeds, see
+benchmarks/README.md #10).
 """
 
 from __future__ import annotations
@@ -80,6 +94,88 @@ class N2V2UNet(UNet):
         self.model = nn.Sequential(down, skip.submodule, up)
 
 
+def _per_axis(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    return tuple([int(value)] * spatial_dims if isinstance(value, int) else [int(v) for v in value])
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each followed by batch norm (``norm``) and ReLU; ``mid`` channels in between."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, mid: int | None = None,
+                 norm: bool = True):
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        bn = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
+        mid = mid or out_channels
+        layers: list[nn.Module] = []
+        for cin, cout in ((in_channels, mid), (mid, out_channels)):
+            layers += [conv(cin, cout, 3, padding=1), bn(cout) if norm else nn.Identity(), nn.ReLU()]
+        super().__init__(*layers)
+
+
+class MaxBlurPool(nn.Module):
+    """N2V2's down-sampling: max pooling over ``pool`` at stride 1, then :class:`BlurPool` by ``pool``."""
+
+    def __init__(self, spatial_dims: int, channels: int, pool: Sequence[int]):
+        super().__init__()
+        mp = nn.MaxPool2d if spatial_dims == 2 else nn.MaxPool3d
+        self.max = mp(kernel_size=tuple(pool), stride=1)
+        self.blur = BlurPool(spatial_dims, channels, pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blur(self.max(x))
+
+
+class CAREUNet(nn.Module):
+    """CSBDeep / CAREamics' UNet (see the module docstring), 2D or 3D, ending in ``out_channels`` features.
+
+    ``depth`` down-samplings by ``pool`` (an int or one factor per axis, e.g. ``[1, 2, 2]`` for thin stacks);
+    level ``n`` has ``num_channels_init * 2**n`` channels, the bottleneck twice the deepest level's inside.
+    The last block's ReLU output is the engine's feature map (the head adds only the 1x1 convolution).
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, depth: int = 2,
+                 num_channels_init: int = 32, use_batch_norm: bool = True, pool: int | Sequence[int] = 2,
+                 blur_pool: bool = False, top_skip: bool = True):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1 (got {depth})")
+        d = spatial_dims
+        self.pool = _per_axis(pool, d)
+        self.top_skip = top_skip
+        self.mode = "bilinear" if d == 2 else "trilinear"
+        widths = [num_channels_init * 2 ** n for n in range(depth)]
+        mp = nn.MaxPool2d if d == 2 else nn.MaxPool3d
+        self.down = nn.ModuleList()
+        self.pools = nn.ModuleList()
+        cin = in_channels
+        for w in widths:
+            self.down.append(ConvBlock(d, cin, w, norm=use_batch_norm))
+            self.pools.append(MaxBlurPool(d, w, self.pool) if blur_pool else mp(kernel_size=self.pool))
+            cin = w
+        self.bottleneck = ConvBlock(d, cin, cin, mid=2 * cin, norm=use_batch_norm)
+        self.up = nn.ModuleList()
+        for n, w in enumerate(reversed(widths)):
+            last = n == depth - 1
+            skip = w if (top_skip or not last) else 0
+            out = out_channels if last else w // 2
+            self.up.append(ConvBlock(d, cin + skip, out, mid=w if last else 2 * out, norm=use_batch_norm))
+            cin = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block, pool in zip(self.down, self.pools, strict=True):
+            x = block(x)
+            skips.append(x)
+            x = pool(x)
+        x = self.bottleneck(x)
+        for n, block in enumerate(self.up):
+            x = F.interpolate(x, scale_factor=[float(p) for p in self.pool], mode=self.mode)
+            if self.top_skip or n < len(self.up) - 1:
+                x = torch.cat([x, skips[-1 - n]], 1)
+            x = block(x)
+        return x
+
+
 class ChannelFoldNet(Im2ImNet):
     """Denoises every channel on its own with one network: (B, C, *sp) -> (B*C, 1, *sp) -> (B, C, *sp).
 
@@ -106,10 +202,15 @@ def folds_channels(cfg: EngineConfig) -> bool:
 
 
 def backbone_class(cfg: EngineConfig) -> type[nn.Module]:
-    """The MONAI class to build: UNet with N2V2's options when they are set, else the named network."""
+    """The class to build: :class:`CAREUNet`, UNet with N2V2's options when they are set, else the MONAI network."""
     from monai.networks import nets
 
     m = cfg.model
+    if m.name == "CAREUNet":
+        def build_care(**kwargs) -> nn.Module:
+            return CAREUNet(**kwargs, blur_pool=m.blur_pool, top_skip=m.top_skip)
+
+        return build_care  # type: ignore[return-value]
     if m.blur_pool or not m.top_skip:
         def build(**kwargs) -> nn.Module:
             return N2V2UNet(**kwargs, blur_pool=m.blur_pool, top_skip=m.top_skip)

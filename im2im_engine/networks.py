@@ -1,4 +1,4 @@
-"""Network builder: a MONAI backbone by name plus a small dropout head, for 2D and 3D.
+"""Network builder: a MONAI backbone (or CAREUNet, :mod:`im2im_engine.n2v_nets`) by name plus a small dropout head.
 
 Why the split into backbone and head: uncertainty by MC dropout normally costs T full forward passes. Here
 the MONAI network ends in ``head_features`` channels, then activation -> dropout -> 1x1 conv. The expensive
@@ -25,6 +25,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "SegResNet": {"init_filters": 8, "blocks_down": [1, 2, 2], "blocks_up": [1, 1]},
     "DynUNet": {"kernel_size": [3, 3, 3], "strides": [1, 2, 2], "upsample_kernel_size": [2, 2],
                 "filters": [16, 32, 64]},
+    "CAREUNet": {"depth": 2, "num_channels_init": 32, "use_batch_norm": True, "pool": 2},
 }
 
 
@@ -44,6 +45,10 @@ def total_stride(cfg: EngineConfig) -> list[int]:
         return [16] * d
     if name == "SegResNet":
         return [2 ** (len(p.get("blocks_down", (1, 2, 2, 4))) - 1)] * d
+    if name == "CAREUNet":
+        pool = p["pool"]
+        per_axis = [pool] * d if isinstance(pool, int) else list(pool)
+        return [int(a) ** int(p["depth"]) for a in per_axis]
     strides = p.get("strides", [])
     out = [1] * d
     for s in strides:

@@ -31,7 +31,7 @@ def _noisy(tmp_path: Path, n: int = 2) -> Path:
 def _tiny(project: Project) -> None:
     make_fast(project, steps=2)
     config = dict(project.config)
-    config["model"] = {**config["model"], "params": {"channels": [4, 8], "strides": [2], "num_res_units": 0},
+    config["model"] = {**config["model"], "params": {"depth": 1, "num_channels_init": 4},
                        "head_features": 4}
     config["task"] = {**config["task"], "n2v": {**config["task"]["n2v"], "strategy": "median"}}
     config["data"] = {**config["data"], "patch_size": [16, 16]}

@@ -29,7 +29,7 @@ def test_round_trip_through_file(tmp_path: Path):
 def test_bad_model_name_names_key_and_choices():
     with pytest.raises(ConfigError) as e:
         load_config({"model": {"name": "Foo"}})
-    assert str(e.value) == "model.name: must be one of UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet (got 'Foo')"
+    assert str(e.value) == "model.name: must be one of UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, CAREUNet (got 'Foo')"
 
 
 @pytest.mark.parametrize(

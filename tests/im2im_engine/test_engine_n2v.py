@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from im2im_engine import ConfigError, Engine, Sample, load_config
 from im2im_engine.n2v import Masker, mirrored, n2v_loss, stratified_coords, to_raw_units, window_offsets
@@ -129,7 +130,7 @@ def test_config_rules_for_denoise():
         load_config({"task": {"kind": "denoise"}, "uncertainty": {"method": "variance"}})
     with pytest.raises(ConfigError, match=r"patch_size: every size must be >= task\.n2v\.window"):
         load_config({"task": {"kind": "denoise", "n2v": {"window": 11}}, "data": {"patch_size": [8, 8]}})
-    with pytest.raises(ConfigError, match=r"model\.blur_pool: only available for name UNet"):
+    with pytest.raises(ConfigError, match=r"model\.blur_pool: only available for name UNet or CAREUNet"):
         load_config({"model": {"name": "BasicUNet", "blur_pool": True}})
     # the resolved config loads back to the same config (out_channels and method are now explicit)
     assert load_config(cfg.model_dump(mode="json")) == cfg
@@ -150,6 +151,65 @@ def test_n2v2_unet_options_build_and_keep_shapes(spatial_dims):
     assert not isinstance(net.backbone.model[1], SkipConnection)  # the top skip is gone
     x = torch.randn(1, 1, *cfg.data.patch_size)
     assert net(x).shape == x.shape
+
+
+# Parameter counts of CAREamics' UNet (careamics.models.unet.UNet, depth 2, 32 initial channels, batch norm,
+# 1 channel in and out; n2v2 = MaxBlurPool and no top skip), read off CAREamics 0.1 in its own venv.
+CAREAMICS_PARAMS = {(2, False): 333729, (3, False): 997857, (2, True): 324513, (3, True): 970209}
+CAREAMICS_BN_PARAMS = 2 * (32 + 32 + 64 + 64 + 128 + 64 + 64 + 32 + 32 + 32)  # scale + shift of its 10 BN layers
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("n2v2", [False, True])
+def test_denoise_presets_build_careamics_unet_without_batch_norm(spatial_dims, n2v2):
+    """The presets' network is CAREamics' UNet layer for layer (same parameter count, 1x1 head included),
+    except that the presets leave batch norm out (see the presets' comment)."""
+    from im2im_engine.config import preset_dir
+    from im2im_engine.n2v_nets import CAREUNet, MaxBlurPool
+    from im2im_engine.networks import build_network, total_stride
+
+    raw = yaml.safe_load((preset_dir() / f"denoise_n2v_{spatial_dims}d.yaml").read_text())
+    raw.pop("loop")  # the active-learning layer's section
+    cfg = load_config(raw, {"model": {"blur_pool": n2v2, "top_skip": not n2v2}})
+    net = build_network(cfg).eval()
+    assert isinstance(net.backbone, CAREUNet)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert sum(p.numel() for p in net.parameters()) == CAREAMICS_PARAMS[(spatial_dims, n2v2)] - CAREAMICS_BN_PARAMS
+    with_bn = build_network(load_config(cfg.model_dump(mode="json"), {"model": {"params": {"use_batch_norm": True}}}))
+    assert sum(p.numel() for p in with_bn.parameters()) == CAREAMICS_PARAMS[(spatial_dims, n2v2)]
+    assert any(isinstance(m, MaxBlurPool) for m in net.modules()) == n2v2
+    convs = [m for m in net.backbone.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    assert len(convs) == 10  # two per block: 2 down, bottleneck, 2 up
+    assert total_stride(cfg) == ([4, 4] if spatial_dims == 2 else [1, 4, 4])  # 3D: Z is not pooled
+    x = torch.randn(2, 1, *cfg.data.patch_size)
+    with torch.no_grad():
+        assert net(x).shape == x.shape
+
+
+def test_careunet_without_top_skip_ignores_the_full_resolution_features():
+    """top_skip: false: the last block sees only the up-sampled path, so its input has no skip channels."""
+    from im2im_engine.n2v_nets import CAREUNet
+
+    with_skip, without = CAREUNet(2, 1, 8, num_channels_init=8), CAREUNet(2, 1, 8, num_channels_init=8, top_skip=False)
+    assert with_skip.up[-1][0].in_channels == 16 and without.up[-1][0].in_channels == 8
+    assert with_skip.up[0][0].in_channels == without.up[0][0].in_channels == 32  # deeper skips stay
+
+
+def test_careunet_anisotropic_pool_keeps_z():
+    from im2im_engine.n2v_nets import CAREUNet
+    from im2im_engine.networks import total_stride
+
+    net = CAREUNet(3, 1, 4, depth=2, num_channels_init=4, pool=[1, 2, 2], blur_pool=True).eval()
+    x = torch.randn(1, 1, 3, 16, 16)
+    with torch.no_grad():
+        assert net.pools[0](net.down[0](x)).shape[2:] == (3, 8, 8)
+        assert net(x).shape == (1, 4, 3, 16, 16)
+    cfg = load_config({"data": {"spatial_dims": 3, "patch_size": [12, 32, 32]},
+                       "inference": {"roi_size": [12, 32, 32]},
+                       "model": {"name": "CAREUNet", "params": {"pool": [1, 2, 2], "depth": 3}}})
+    assert total_stride(cfg) == [1, 8, 8]
+    with pytest.raises(ConfigError, match=r"model\.params\.blur_pool: set model\.blur_pool instead"):
+        load_config({"model": {"name": "CAREUNet", "params": {"blur_pool": True}}})
 
 
 def test_blur_pool_keeps_a_constant_image_constant():

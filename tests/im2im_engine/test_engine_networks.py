@@ -4,13 +4,14 @@ import torch
 from im2im_engine import load_config
 from im2im_engine.networks import build_network
 
-NAMES = ["UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet"]
+NAMES = ["UNet", "BasicUNet", "AttentionUnet", "SegResNet", "DynUNet", "CAREUNet"]
 SMALL = {
     "UNet": {"channels": [8, 16], "strides": [2]},
     "BasicUNet": {"features": [8, 8, 8, 8, 8, 8]},
     "AttentionUnet": {"channels": [8, 16], "strides": [2]},
     "SegResNet": {"init_filters": 8, "blocks_down": [1, 1], "blocks_up": [1]},
     "DynUNet": {"kernel_size": [3, 3, 3], "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [8, 8, 16]},
+    "CAREUNet": {"depth": 2, "num_channels_init": 8},
 }
 
 
