@@ -134,5 +134,5 @@ def test_old_configs_with_a_corrected_weight_still_load() -> None:
     from im2im_engine import load_config
 
     w = load_config({"training": {"weights": {"corrected": 0.9, "pseudo": 0.2}}}).training.weights
-    assert (w.painted, w.reviewed, w.pseudo, w.prediction) == (0.9, 0.9, 0.2, 0.3)
+    assert (w.painted, w.reviewed, w.pseudo, w.prediction) == (0.9, 0.9, 0.2, 0.03)  # prediction: the default
     assert np.isclose(load_config({}).training.weights.ignore, 0.0)
