@@ -174,26 +174,27 @@ def _check(project: Project, rule: str, check: list[dict], report: dict, version
         per_image=measured.get("per_image") or {},
     )
     if rule == "held-out" and project.task != "regression":
-        verdict.pseudo = _pseudo_agreement(project, check, key)
+        verdict.pseudo = _pseudo_agreement(project, [e["image_id"] for e in check], key)
     if rule == "rotating" and project.task in ("semantic", "instance") and check \
             and all(e.get("version") == "pseudo" for e in check):
         # how far the person's labels are from their own pseudo labels: what a right model can agree with one
-        verdict.reference = _pseudo_agreement(project, [{"image_id": i} for i in done_ids(project.store)], key)
+        verdict.reference = _pseudo_agreement(project, done_ids(project.store), key)
     return acceptance.decide(verdict, project.loop, version, parent, source)
 
 
-def _pseudo_agreement(project: Project, check: list[dict], key: str) -> float | None:
-    """The pseudo labels scored like the models on the held-out done images: the floor to beat."""
+def _pseudo_agreement(project: Project, image_ids: list[int], key: str) -> float | None:
+    """The pseudo labels of ``image_ids`` scored against their corrected labels, like the models are: on
+    held-out done images the floor to beat; on all done images how close a right model can come to one."""
     from im2im_engine.metrics import ap50, dice
 
     store = project.store
     values = []
-    for entry in check:
-        pseudo = store.get_label(entry["image_id"], "pseudo")
-        corrected = store.get_label(entry["image_id"], "corrected")
+    for image_id in image_ids:
+        pseudo = store.get_label(image_id, "pseudo")
+        corrected = store.get_label(image_id, "corrected")
         if pseudo is None or corrected is None:
             continue
-        ignore = store.get_label(entry["image_id"], "ignore")
+        ignore = store.get_label(image_id, "ignore")
         trust = None if ignore is None else ignore == 0
         values.append(ap50(pseudo, corrected) if key == "ap50" else dice(pseudo, corrected, trust))
     return float(np.mean(values)) if values else None

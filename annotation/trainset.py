@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from im2im_engine.config import Weights
+
 from .project import Project
 from .store import ImageRecord, Store
 from .store import provenance as prov
 
-#: ``training.weights`` defaults (the engine's ``Weights`` section has the same).
-DEFAULT_WEIGHTS = {"painted": 1.0, "reviewed": 1.0, "pseudo": 0.03, "prediction": 0.03, "ignore": 0.0}
+#: ``training.weights`` defaults: the engine's ``Weights`` section is the one place they are set.
+DEFAULT_WEIGHTS = Weights().model_dump()
 
 
 @dataclass
