@@ -137,15 +137,19 @@ class Engine:
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         return normalize(as_channel_first(image, self.config), self.config.data)
 
-    def _predictor(self) -> SlidingPredictor:
-        return SlidingPredictor(self.net, self.config, self.device, self.amp_dtype)
+    def _predictor(self, tta_output: bool | None = None) -> SlidingPredictor:
+        return SlidingPredictor(self.net, self.config, self.device, self.amp_dtype, tta_output=tta_output)
 
     def _labels(self, output: np.ndarray) -> np.ndarray | None:
         return labels_from_output(output, self.config.task)
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """Sliding-window prediction of one image (C, *sp): probabilities/regression, labels, embedding."""
-        stats = self._predictor().run(self._prepare(image), "plain")
+    def predict(self, image: np.ndarray, tta: bool | None = None) -> Prediction:
+        """Sliding-window prediction of one image (C, *sp): probabilities/regression, labels, embedding.
+
+        ``tta``: average the output over the trained flips and quarter turns (default ``inference.tta``;
+        :mod:`im2im_engine.tta`); False gives one network pass per window, what an exported graph computes.
+        """
+        stats = self._predictor(tta).run(self._prepare(image), "plain")
         out = stats.output.cpu().numpy().astype(np.float32)
         return Prediction(out, self._labels(out), stats.embedding)
 

@@ -242,6 +242,9 @@ class InferenceConfig(_Section):
     mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
     sigma_scale: float = Field(0.125, gt=0.0)
+    # average the output over the YX flips / quarter turns data.augmentation trained on (im2im_engine/tta.py):
+    # up to 8 passes per window; the denoise presets turn it on
+    tta: bool = False
 
     @field_validator("roi_size")
     @classmethod

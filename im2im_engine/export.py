@@ -263,6 +263,15 @@ def readme(cfg: EngineConfig, fmt: str, model_file: str, provenance: dict, check
         "    x = np.load('test_input.npy')  # raw; normalise as in step 1 first",
         f"    {load}",
         "",
+    ]
+    if cfg.inference.tta:
+        from .tta import symmetries
+
+        n = len(symmetries(cfg))
+        lines += [f"   The app averages each window's output over {n} flips / quarter turns of the YX plane "
+                  "(`inference.tta`): run the graph on each transformed window, transform each output back, "
+                  "take the mean. One pass per window is close, a little noisier.", ""]
+    lines += [
         f"3. Post-process: {m['postprocessing']['labels'] or 'none (regression)'}.",
     ]
     if cfg.task.kind == "instance":
@@ -376,7 +385,7 @@ def _build(engine: Any, fmt: str, folder: Path, provenance: dict, sample: np.nda
     cfg = eng.config
     classify = cfg.task.classify
     crop = test_crop(sample, cfg)
-    ref = eng.predict(crop)  # the engine itself, sliding window over exactly one window
+    ref = eng.predict(crop, tta=False)  # the engine itself, one pass of exactly one window (the graph's job)
     norm = normalize(crop, cfg.data)
     from .networks import total_stride
 

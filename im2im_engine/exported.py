@@ -8,6 +8,7 @@ argmax/watershed. :class:`ExportedModel` does exactly those steps with the setti
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import tta
 from .api import Prediction
 from .config import EngineConfig, load_config
 from .data import as_channel_first, normalize
@@ -115,7 +117,11 @@ class ExportedModel:
         cfg = self.config
         x = normalize(as_channel_first(image, cfg), cfg.data)
         device = self.device if self._session is None else torch.device("cpu")
-        out = sliding_window(cfg, self.forward, x, device)
+        fn = self.forward
+        if cfg.inference.tta:  # the app's output average over the trained flips / quarter turns
+            syms = tta.symmetries(cfg)
+            fn = functools.partial(tta.average, self.forward, syms=syms)
+        out = sliding_window(cfg, fn, x, device)
         return Prediction(out, labels_from_output(out, cfg), None)
 
     def close(self) -> None:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import tta
 from .config import EngineConfig
 from .networks import Im2ImNet
 
@@ -121,11 +122,12 @@ class SlidingPredictor:
     """Runs a network over an image in windows; ``mode`` is ``plain``, ``mc`` or ``tta``.
 
     ``budget``: bytes the stitched outputs may take on the compute device (default: measured per image,
-    :func:`stitch_budget`); tests pass a small one to take the host-stitching path.
+    :func:`stitch_budget`); tests pass a small one to take the host-stitching path. ``tta_output``: average
+    the output over the trained symmetries (:mod:`im2im_engine.tta`); default ``inference.tta``.
     """
 
     def __init__(self, net: Im2ImNet, cfg: EngineConfig, device: torch.device, amp_dtype: torch.dtype | None = None,
-                 budget: int | None = None):
+                 budget: int | None = None, tta_output: bool | None = None):
         self.net = net
         self.cfg = cfg
         self.device = device
@@ -133,6 +135,8 @@ class SlidingPredictor:
         self.budget = budget
         self.classify = cfg.task.classify
         self.attempts: list[tuple[str, int]] = []  # (stitch device, window batch) of the last run, tried in order
+        use = cfg.inference.tta if tta_output is None else tta_output
+        self.symmetries = tta.symmetries(cfg) if use else [tta.IDENTITY]
 
     def _act(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -209,7 +213,20 @@ class SlidingPredictor:
             pooled = f.mean(dim=tuple(range(2, f.ndim))).sum(0)
             feat_sum = pooled if feat_sum is None else feat_sum + pooled
             feat_n += f.shape[0]
-            det = self._act(self.net.head(f))
+            plain = self._act(self.net.head(f))
+            passes_done: dict = {tta.IDENTITY: plain}  # full passes on transformed inputs, transformed back
+
+            def transformed(key, forward, back) -> torch.Tensor:
+                if key not in passes_done:
+                    with ctx:
+                        ff = self.net.features(forward(w))
+                    passes_done[key] = back(self._act(self.net.head(ff.float())))
+                return passes_done[key]
+
+            det = plain
+            if len(self.symmetries) > 1:  # inference.tta: the output averaged over the trained symmetries
+                det = sum(transformed(s, functools.partial(tta.apply, sym=s), functools.partial(tta.undo, sym=s))
+                          for s in self.symmetries) / len(self.symmetries)
             if mode == "plain":
                 return det
             if mode == "mc":
@@ -217,16 +234,13 @@ class SlidingPredictor:
             s = torch.zeros_like(det)
             s2 = torch.zeros_like(det)
             ent = torch.zeros_like(det[:, :1])
-            # tta: full network on flipped inputs, flipped back
-            flips = flip_sets(self.cfg.data.spatial_dims, passes)
+            # tta: full network on flipped inputs, flipped back (a flip the output average ran is not rerun)
+            d = self.cfg.data.spatial_dims
+            flips = flip_sets(d, passes)
             n = len(flips)
             for axes in flips:
-                if axes:
-                    with ctx:
-                        ff = self.net.features(torch.flip(w, axes))
-                    p = self._act(self.net.head(ff.float())).flip(axes)
-                else:
-                    p = det
+                key = tta.from_flips(axes, d) or ("flip", axes)
+                p = transformed(key, functools.partial(torch.flip, dims=axes), functools.partial(torch.flip, dims=axes))
                 s += p
                 s2 += p * p
                 if self.classify:
