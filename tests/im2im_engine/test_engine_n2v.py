@@ -76,13 +76,29 @@ def test_uniform_replacement_comes_from_the_window():
         assert max(abs(sy - yy), abs(sx - xx)) == 1  # a neighbour in the 3x3 window, not the centre
 
 
-def test_median_replacement_is_the_median_without_the_centre():
-    cfg = denoise_cfg(masked_percent=1.0, strategy="median", window=3)
-    x = np.random.default_rng(2).normal(size=(2, 1, 32, 32)).astype(np.float32)
+def test_median_replacement_is_the_median_without_the_centre_and_the_other_hidden_pixels():
+    cfg = denoise_cfg(masked_percent=10.0, strategy="median", window=3)
+    x = np.random.default_rng(2).normal(size=(4, 1, 32, 32)).astype(np.float32)
     masked, mask = Masker(cfg, seed=0).mask(x)
-    b, _, yy, xx = (int(v) for v in np.argwhere(mask[:, :, 1:-1, 1:-1])[0] + [0, 0, 1, 1])
-    win = x[b, 0, yy - 1:yy + 2, xx - 1:xx + 2].ravel()
-    assert masked[b, 0, yy, xx] == pytest.approx(np.median(np.delete(win, 4)))
+    seen_hidden_neighbour = False
+    for b, _, yy, xx in np.argwhere(mask[:, :, 1:-1, 1:-1]) + np.array([0, 0, 1, 1]):
+        win = x[b, 0, yy - 1:yy + 2, xx - 1:xx + 2].ravel()
+        visible = mask[b, 0, yy - 1:yy + 2, xx - 1:xx + 2].ravel() == 0
+        seen_hidden_neighbour |= not visible[np.arange(9) != 4].all()
+        assert masked[b, 0, yy, xx] == pytest.approx(np.median(win[visible]))
+    assert seen_hidden_neighbour  # at 10 % some windows hold another masked pixel: the case that matters
+
+
+def test_no_hidden_value_reaches_the_input():
+    """A replacement copied from another masked pixel would put that pixel's target into the input (for the
+    median: the test above, whose medians are over the visible neighbours only)."""
+    cfg = denoise_cfg(masked_percent=10.0, window=3)
+    size = 32
+    x = np.random.default_rng(4).permutation(4 * size * size).astype(np.float32).reshape(4, 1, size, size)
+    masked, mask = Masker(cfg, seed=1).mask(x)
+    for b in range(4):
+        hidden = set(x[b, 0][mask[b, 0] == 1].tolist())
+        assert not hidden & set(masked[b, 0].ravel().tolist())
 
 
 def test_struct_mask_hides_the_line_and_never_takes_a_replacement_from_it():
