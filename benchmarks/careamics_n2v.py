@@ -1,12 +1,14 @@
 """CAREamics' N2V on one noisy image, for ``benchmarks/denoise.py`` (runs in CAREamics' own venv).
 
-``python benchmarks/careamics_n2v.py NOISY.npy OUT.npy STEPS BATCH PATCH [--n2v2] [--threads N] [--seed S]``: trains
-CAREamics' N2V (its defaults: UNet depth 2, 32 initial channels, batch norm, Adam, 0.2 % masked pixels,
-window 11, mean/std normalisation) for exactly STEPS optimiser steps of BATCH patches of PATCH², predicts
-the whole image with tiles, writes the prediction (raw units) and prints one JSON line with the seconds.
+``python benchmarks/careamics_n2v.py NOISY.npy OUT.npy STEPS BATCH PATCH [--n2v2] [--threads N] [--seed S]
+[--masked-percent P]``: trains CAREamics' N2V (its defaults: UNet depth 2, 32 initial channels, batch norm,
+Adam, 0.2 % masked pixels unless ``--masked-percent``, window 11, mean/std normalisation) for exactly STEPS
+optimiser steps of BATCH patches of PATCH², predicts the whole image with tiles (CAREamics 0.3 has no
+test-time augmentation), writes the prediction (raw units) and prints one JSON line with the seconds.
 
 Kept free of our packages on purpose: CAREamics pins its own torch, so it lives in its own venv and this
-file is all that crosses over. Validation is one held-out patch per epoch (its learning-rate schedule watches the validation loss).
+file is all that crosses over. Validation is one held-out patch per epoch (its learning-rate schedule
+watches the validation loss).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main(argv: list[str]) -> int:
     n2v2 = "--n2v2" in argv
     threads = int(argv[argv.index("--threads") + 1]) if "--threads" in argv else 0
     seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 1
+    masked = float(argv[argv.index("--masked-percent") + 1]) if "--masked-percent" in argv else 0.2
     if threads:
         torch.set_num_threads(threads)
     steps, batch, patch = int(steps), int(batch), int(patch)
@@ -35,7 +38,7 @@ def main(argv: list[str]) -> int:
     psize = [patch, patch] if noisy.ndim == 2 else [min(patch, 16), patch, patch]
     cfg = create_advanced_n2v_config(
         experiment_name="bench", data_type="array", axes=axes, patch_size=psize, batch_size=batch,
-        num_epochs=10_000, use_n2v2=n2v2, num_workers=0, seed=seed, n_val_patches=1,
+        num_epochs=10_000, use_n2v2=n2v2, masked_pixel_percentage=masked, num_workers=0, seed=seed, n_val_patches=1,
         trainer_params={"max_steps": steps, "enable_model_summary": False, "limit_val_batches": 1,
                         "accelerator": "cpu"},
         checkpoint_params={"save_top_k": 0, "save_last": False},

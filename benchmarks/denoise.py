@@ -1,7 +1,8 @@
 """#10 Noise2Void: PSNR and time of our N2V / N2V2 against CAREamics' N2V, same image, same training budget.
 
 ``python -m benchmarks.denoise [--quick] [--threads N] [--seeds N] [--images demo,cell] [--careamics-n2v2]
-[--json FILE]``; not part of ``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
+[--steps N] [--batch N] [--masked-percent P] [--careamics-masked-percent P] [--json FILE]``; not part of
+``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
 
 Per test image (the demo nuclei rendered without noise, skimage's ``cell``; Poisson–Gaussian noise added,
 see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input, of the Gaussian filter
@@ -63,8 +64,13 @@ def careamics_python(install: bool = False) -> Path | None:
 
 
 def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int, threads: int = THREADS,
-         seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Train our preset on ``noisy`` for ``steps`` x ``batch`` patches; denoised image in raw units + times."""
+         seed: int = 0, masked_percent: float | None = None) -> tuple[np.ndarray, dict]:
+    """Train our preset on ``noisy`` for ``steps`` x ``batch`` patches; denoised image in raw units + times.
+
+    The image is the preset's prediction (its ``inference.tta``); ``info["one_pass"]`` is the prediction
+    with one network pass per window, to tell what the output averaging adds. ``masked_percent``: instead
+    of the preset's ``task.n2v.masked_percent``.
+    """
     import torch
 
     from im2im_engine import Engine, Sample, load_config
@@ -74,10 +80,12 @@ def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int, thre
     torch.set_num_threads(threads)
     raw = __import__("yaml").safe_load((preset_dir() / "denoise_n2v_2d.yaml").read_text())
     raw.pop("loop", None)
-    over = {"training": {"steps": steps, "batch_size": batch, "amp": False, "seed": seed},
-            "data": {"patch_size": [patch, patch]}}
+    over: dict = {"training": {"steps": steps, "batch_size": batch, "amp": False, "seed": seed},
+                  "data": {"patch_size": [patch, patch]}, "task": {"n2v": {}}}
+    if masked_percent is not None:
+        over["task"]["n2v"]["masked_percent"] = masked_percent
     if n2v2:
-        over["task"] = {"n2v": {"strategy": "median"}}
+        over["task"]["n2v"]["strategy"] = "median"
         over["model"] = {"blur_pool": True, "top_skip": False}
     cfg = load_config(raw, over)
     eng = Engine.from_config(cfg, device="cpu")
@@ -86,16 +94,22 @@ def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int, thre
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     out = to_raw_units(eng.predict(noisy[None]).output, noisy[None], cfg)[0]
-    return out, {"train_s": train_s, "train_cpu_s": train_cpu, "predict_s": time.perf_counter() - t0}
+    predict_s = time.perf_counter() - t0
+    one_pass = to_raw_units(eng.predict(noisy[None], tta=False).output, noisy[None], cfg)[0]
+    return out, {"train_s": train_s, "train_cpu_s": train_cpu, "predict_s": predict_s, "one_pass": one_pass,
+                 "masked_percent": cfg.task.n2v.masked_percent, "tta": cfg.inference.tta}
 
 
 def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n2v2: bool = False,
-              threads: int = THREADS, seed: int = 1) -> tuple[np.ndarray, dict]:
+              threads: int = THREADS, seed: int = 1, masked_percent: float | None = None) -> tuple[np.ndarray, dict]:
+    """CAREamics' N2V (or N2V2) on ``noisy`` in its own venv; ``masked_percent`` None: CAREamics' default."""
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
         np.save(src, noisy)
         cmd = [str(py), str(Path(__file__).with_name("careamics_n2v.py")), str(src), str(dst), str(steps),
                str(batch), str(patch), "--threads", str(threads), "--seed", str(seed)] + (["--n2v2"] if n2v2 else [])
+        if masked_percent is not None:
+            cmd += ["--masked-percent", str(masked_percent)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
             raise RuntimeError(f"CAREamics failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -104,13 +118,17 @@ def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n
 
 
 def run(quick: bool = False, install: bool = False, threads: int = THREADS, images: tuple[str, ...] = (),
-        seeds: int = 1, careamics_n2v2: bool = False) -> list[Result]:
+        seeds: int = 1, careamics_n2v2: bool = False, steps: int | None = None, batch: int | None = None,
+        masked_percent: float | None = None, careamics_masked_percent: float | None = None) -> list[Result]:
     """One row per image and N2V variant; with ``seeds`` > 1 every side trains that many times (seeds 0.. for
     ours, 1.. for CAREamics) and the figures are medians (PSNR after 60 steps varies by about 1 dB by seed).
-    ``careamics_n2v2``: also train CAREamics' N2V2, the baseline of our N2V2 rows (else CAREamics' N2V)."""
+    ``careamics_n2v2``: also train CAREamics' N2V2, the baseline of our N2V2 rows (else CAREamics' N2V).
+    ``steps`` / ``batch`` replace the budget's; ``masked_percent`` replaces our preset's masked share,
+    ``careamics_masked_percent`` CAREamics' default (0.2 %), so one method choice can be compared alone."""
     from im2im_engine.metrics import psnr
 
-    steps, batch, patch = (60, 8, 64) if quick else (300, 16, 64)
+    steps_, batch_, patch = (60, 8, 64) if quick else (300, 16, 64)
+    steps, batch = steps or steps_, batch or batch_
     py = careamics_python(install)
     results: list[Result] = []
     for k, (name, make, peak, read) in enumerate(IMAGES):
@@ -130,54 +148,67 @@ def run(quick: bool = False, install: bool = False, threads: int = THREADS, imag
                     if py is None or (who == "careamics_n2v2" and not careamics_n2v2):
                         continue
                     out, info = careamics(py, noisy, steps, batch, patch, n2v2=who == "careamics_n2v2",
-                                          threads=threads, seed=s + 1)
+                                          threads=threads, seed=s + 1, masked_percent=careamics_masked_percent)
+                    info["masked_percent"] = careamics_masked_percent or 0.2
                 else:
-                    out, info = ours(noisy, who == "n2v2", steps, batch, patch, threads, seed=s)
+                    out, info = ours(noisy, who == "n2v2", steps, batch, patch, threads, seed=s,
+                                     masked_percent=masked_percent)
+                    info["one_pass_psnr"] = psnr(info.pop("one_pass"), truth, rng)
                 value = psnr(out, truth, rng)
                 runs.setdefault(who, []).append((value, info))
-                print(f"  {name} {who} seed {s}: PSNR {value:.2f} dB, train {info['train_s']:.0f} s "
+                extra = f" (one pass {info['one_pass_psnr']:.2f})" if "one_pass_psnr" in info else ""
+                print(f"  {name} {who} seed {s}: PSNR {value:.2f} dB{extra}, train {info['train_s']:.0f} s "
                       f"({info['train_cpu_s']:.0f} CPU s)", flush=True)
-
-        def med(who: str, key: str | None = None, runs: dict = runs) -> float:
-            return float(np.median([v if key is None else i[key] for v, i in runs[who]]))
-
-        for who in ("n2v", "n2v2"):
-            ref = "careamics_n2v2" if who == "n2v2" and "careamics_n2v2" in runs else "careamics"
-            base = runs.get(ref)
-            ref_name = "CAREamics N2V2" if ref == "careamics_n2v2" else "CAREamics N2V"
-            value, cpu = med(who), med(who, "train_cpu_s")
-            delta = None if base is None else value - med(ref)
-            t_ratio = None if base is None else cpu / max(med(ref, "train_cpu_s"), 1e-9)
-            met = (value - noisy_psnr >= 4.0 and value > gauss_psnr
-                   and (delta is None or (delta >= -0.3 and t_ratio <= 1.0)))
-            note = (f"noisy {noisy_psnr:.2f} dB, Gaussian tuned on truth {gauss_psnr:.2f} dB (sigma {sigma}), "
-                    f"ours {value:.2f} dB (+{value - noisy_psnr:.2f}); train {med(who, 'train_s'):.0f} s wall / "
-                    f"{cpu:.0f} s CPU, predict {med(who, 'predict_s'):.1f} s")
-            if base is not None:
-                note += (f"; {ref_name} {med(ref):.2f} dB, train {med(ref, 'train_s'):.0f} s wall / "
-                         f"{med(ref, 'train_cpu_s'):.0f} s CPU (torch {base[0][1].get('torch')})")
-                if ref != "careamics" and "careamics" in runs:
-                    note += f"; CAREamics N2V {med('careamics'):.2f} dB"
-            else:
-                note += ("; CAREamics not run: no venv with careamics (python -m benchmarks.denoise "
-                         "--install-careamics, or set IM2IM_CAREAMICS_VENV)")
-            if seeds > 1:
-                note += f"; medians of {seeds} seeds"
-            results.append(Result(
-                id=f"10.{name}.{who}", what=f"{who.upper()} on {name} {noisy.shape[0]}x{noisy.shape[1]}, "
-                f"{steps} steps x {batch} patches {patch}², {threads} thread(s)", unit="dB PSNR",
-                ours=spread([v for v, _ in runs[who]]), baseline=None if base is None else spread([v for v, _ in base]),
-                ratio=None if delta is None else spread([delta]),
-                ratio_def=f"ours - {ref_name} (dB, medians); CPU-time ratio in the note",
-                goal=">= +4 dB over noisy, > tuned Gaussian, >= CAREamics - 0.3 dB at <= its time", met=met,
-                note=note + ("" if t_ratio is None else f"; train CPU ours/{ref_name} {t_ratio:.2f}"),
-                params={"steps": steps, "batch": batch, "patch": patch, "threads": threads, "seeds": seeds,
-                        "peak_photons": peak, "read_noise": read, "noisy_psnr": noisy_psnr,
-                        "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma, "baseline": ref_name,
-                        "ours": [{"psnr": v, **i} for v, i in runs[who]],
-                        "careamics": {k: [{"psnr": v, **i} for v, i in runs[k]]
-                                      for k in ("careamics", "careamics_n2v2") if k in runs}}))
+        results += [_row(name, who, noisy.shape, runs, noisy_psnr, gauss_psnr, sigma,
+                         {"steps": steps, "batch": batch, "patch": patch, "threads": threads, "seeds": seeds,
+                          "peak_photons": peak, "read_noise": read})
+                    for who in ("n2v", "n2v2")]
     return results
+
+
+def _row(name: str, who: str, shape: tuple[int, ...], runs: dict[str, list[tuple[float, dict]]],
+         noisy_psnr: float, gauss_psnr: float, sigma: float, params: dict) -> Result:
+    """The table row of our ``who`` (n2v / n2v2) on one image, from every side's runs (medians over seeds)."""
+
+    def med(side: str, key: str | None = None) -> float:
+        return float(np.median([v if key is None else i[key] for v, i in runs[side]]))
+
+    ref = "careamics_n2v2" if who == "n2v2" and "careamics_n2v2" in runs else "careamics"
+    base = runs.get(ref)
+    ref_name = "CAREamics N2V2" if ref == "careamics_n2v2" else "CAREamics N2V"
+    first = runs[who][0][1]
+    value, cpu = med(who), med(who, "train_cpu_s")
+    delta = None if base is None else value - med(ref)
+    t_ratio = None if base is None else cpu / max(med(ref, "train_cpu_s"), 1e-9)
+    met = (value - noisy_psnr >= 4.0 and value > gauss_psnr
+           and (delta is None or (delta >= -0.3 and t_ratio <= 1.0)))
+    note = (f"noisy {noisy_psnr:.2f} dB, Gaussian tuned on truth {gauss_psnr:.2f} dB (sigma {sigma}), "
+            f"ours {value:.2f} dB ({value - noisy_psnr:+.2f}; one pass per window {med(who, 'one_pass_psnr'):.2f}, "
+            f"{first['masked_percent']} % masked); train {med(who, 'train_s'):.0f} s wall / {cpu:.0f} s CPU, "
+            f"predict {med(who, 'predict_s'):.1f} s")
+    if base is not None:
+        note += (f"; {ref_name} ({base[0][1]['masked_percent']} % masked) {med(ref):.2f} dB, train "
+                 f"{med(ref, 'train_s'):.0f} s wall / {med(ref, 'train_cpu_s'):.0f} s CPU (torch {base[0][1].get('torch')})")
+        if ref != "careamics" and "careamics" in runs:
+            note += f"; CAREamics N2V {med('careamics'):.2f} dB"
+    else:
+        note += ("; CAREamics not run: no venv with careamics (python -m benchmarks.denoise "
+                 "--install-careamics, or set IM2IM_CAREAMICS_VENV)")
+    if params["seeds"] > 1:
+        note += f"; medians of {params['seeds']} seeds"
+    if t_ratio is not None:
+        note += f"; train CPU ours/{ref_name} {t_ratio:.2f}"
+    return Result(
+        id=f"10.{name}.{who}", what=f"{who.upper()} on {name} {shape[0]}x{shape[1]}, {params['steps']} steps x "
+        f"{params['batch']} patches {params['patch']}², {params['threads']} thread(s)", unit="dB PSNR",
+        ours=spread([v for v, _ in runs[who]]), baseline=None if base is None else spread([v for v, _ in base]),
+        ratio=None if delta is None else spread([delta]),
+        ratio_def=f"ours - {ref_name} (dB, medians); CPU-time ratio in the note",
+        goal=">= +4 dB over noisy, > tuned Gaussian, >= CAREamics - 0.3 dB at <= its time", met=met, note=note,
+        params={**params, "noisy_psnr": noisy_psnr, "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma,
+                "baseline": ref_name, "ours": [{"psnr": v, **i} for v, i in runs[who]],
+                "careamics": {k: [{"psnr": v, **i} for v, i in runs[k]]
+                              for k in ("careamics", "careamics_n2v2") if k in runs}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,9 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="train every side this many times; medians reported")
     parser.add_argument("--careamics-n2v2", action="store_true",
                         help="also train CAREamics' N2V2, as the baseline of our N2V2 rows")
+    parser.add_argument("--steps", type=int, help="optimiser steps instead of the budget's (60 quick, 300 full)")
+    parser.add_argument("--batch", type=int, help="patches per step instead of the budget's (8 quick, 16 full)")
+    parser.add_argument("--masked-percent", type=float, help="ours: instead of the preset's task.n2v.masked_percent")
+    parser.add_argument("--careamics-masked-percent", type=float,
+                        help="CAREamics: instead of its default masked_pixel_percentage (0.2)")
     args = parser.parse_args(argv)
     images = tuple(x.strip() for x in args.images.split(",") if x.strip())
-    rows = run(args.quick, args.install_careamics, args.threads, images, args.seeds, args.careamics_n2v2)
+    rows = run(args.quick, args.install_careamics, args.threads, images, args.seeds, args.careamics_n2v2,
+               args.steps, args.batch, args.masked_percent, args.careamics_masked_percent)
     print(table(rows))
     for r in rows:
         print(f"- {r.id}: {r.note}")

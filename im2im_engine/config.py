@@ -132,12 +132,15 @@ class StructMaskConfig(_Section):
 class N2VConfig(_Section):
     """Blind-spot masking of Noise2Void (``uniform``: a random neighbour) / N2V2 (``median`` of the window).
 
-    Defaults are CAREamics': 0.2 % of the pixels of each patch, one per stratum, window 11. See
+    Window 11 as in CAREamics, but 5 % of the pixels of each patch masked (one per 20-pixel stratum) where
+    CAREamics masks 0.2 %: only masked pixels are in the loss, so each step learns from 25x more of them,
+    and the replacements still leave 95 % of every input as it was (Noise2Self masks one pixel in 16). At 300
+    steps x 16 patches of 64² it is worth 2-3 dB PSNR (``benchmarks/README.md`` #10). See
     :mod:`im2im_engine.n2v`.
     """
 
     strategy: Literal["uniform", "median"] = "uniform"
-    masked_percent: float = Field(0.2, ge=0.05, le=10.0)  # percent of pixels masked per patch and channel
+    masked_percent: float = Field(5.0, ge=0.05, le=10.0)  # percent of pixels masked per patch and channel
     window: int = Field(11, ge=3, le=21)  # odd; neighbourhood the replacement comes from
     struct_mask: StructMaskConfig | None = None
     independent_channels: bool = True  # each channel denoised on its own (channels folded into the batch)

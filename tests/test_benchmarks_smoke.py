@@ -43,3 +43,21 @@ def test_stroke_window_matches_full_plane_mask():
     rebuilt = np.zeros_like(full)
     rebuilt[ys, xs] = local
     assert np.array_equal(full, rebuilt)
+
+
+def test_denoise_benchmark_runs_tiny(monkeypatch, tmp_path):
+    """#10 (Noise2Void) on the demo image for two steps: rows for N2V and N2V2 with the preset's output
+    averaging and the one-pass figure beside it, JSON-safe; without CAREamics' venv the note says so."""
+    from benchmarks import denoise
+
+    monkeypatch.setenv("IM2IM_CAREAMICS_VENV", str(tmp_path / "no-venv"))
+    rows = denoise.main(["--images", "demo", "--steps", "2", "--batch", "2", "--threads", "1",
+                         "--masked-percent", "1.0", "--json", str(tmp_path / "out.json")])
+    assert rows == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert [r["id"] for r in out] == ["10.demo.n2v", "10.demo.n2v2"]
+    for r in out:
+        run = r["params"]["ours"][0]
+        assert run["tta"] is True and run["masked_percent"] == 1.0 and np.isfinite(run["one_pass_psnr"])
+        assert r["params"]["steps"] == 2 and r["baseline"] is None and "CAREamics not run" in r["note"]
+        assert "one pass per window" in r["note"] and np.isfinite(r["ours"]["median"])
