@@ -1,21 +1,23 @@
 """#10 Noise2Void: PSNR and time of our N2V / N2V2 against CAREamics' N2V, same image, same training budget.
 
 ``python -m benchmarks.denoise [--quick] [--threads N] [--seeds N] [--images demo,cell] [--careamics-n2v2]
-[--steps N] [--batch N] [--masked-percent P] [--careamics-masked-percent P] [--json FILE]``; not part of
-``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
+[--steps N] [--batch N] [--masked-percent P] [--careamics-masked-percent P] [--no-ceiling] [--json FILE]``;
+not part of ``python -m benchmarks``, whose #10 is the queue-diversity benchmark.
 
 Per test image (the demo nuclei rendered without noise, skimage's ``cell``; Poisson–Gaussian noise added,
-see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input, of the Gaussian filter
-whose sigma is tuned *on the truth* (a baseline that cheats), of ours (the N2V preset, and N2V2: the preset
-with ``strategy: median``, ``blur_pool``, no top skip) and of CAREamics' N2V, each trained for the same number
-of optimiser steps of the same batch of 64² patches on ``--threads`` torch threads (default 2), alternating
-which side runs first. ``--seeds N`` trains every side N times (our seeds 0.., CAREamics' 1..) and reports
-medians: after 60 steps PSNR varies by a dB or more with the seed. ``--careamics-n2v2`` also trains CAREamics'
-N2V2 and makes it the baseline of our N2V2 rows. CAREamics pins its own torch, so it runs in its own venv
-(``$IM2IM_CAREAMICS_VENV``, default ``.venvs/careamics``; ``--install-careamics`` creates it with ``pip
-install torch==2.13.0`` then ``careamics``, which may pull another torch: that venv is never ours) through
-:mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU
-(CPU seconds are the steadier figure on a shared machine); prediction is timed apart. Figures:
+see :mod:`benchmarks.denoise_data`): PSNR against the clean truth of the noisy input (the floor), of the
+Gaussian filter whose sigma is tuned *on the truth* (a baseline that cheats), of ours (the N2V preset, and
+N2V2: the preset with ``strategy: median``, ``blur_pool``, no top skip), of CAREamics' N2V, each trained for
+the same number of optimiser steps of the same batch of 64² patches on ``--threads`` torch threads (default
+2), alternating which side runs first, and the ceiling: the same network and budget trained with the clean
+image as its target (supervised, what no N2V user has; ``--no-ceiling`` skips it). ``--seeds N`` trains
+every side N times (our seeds 0.., CAREamics' 1..) and reports medians: after 60 steps PSNR varies by a dB or
+more with the seed. ``--careamics-n2v2`` also trains CAREamics' N2V2 and makes it the baseline of our N2V2
+rows. CAREamics pins its own torch, so it runs in its own venv (``$IM2IM_CAREAMICS_VENV``, default
+``.venvs/careamics``; ``--install-careamics`` creates it with ``pip install torch==2.13.0`` then
+``careamics``, which may pull another torch: that venv is never ours) through
+:mod:`benchmarks.careamics_n2v`; without it its rows say so. Times are training seconds, wall and CPU (CPU
+seconds are the steadier figure on a shared machine); prediction is timed apart. Figures:
 ``benchmarks/README.md`` (#10).
 """
 
@@ -100,6 +102,40 @@ def ours(noisy: np.ndarray, n2v2: bool, steps: int, batch: int, patch: int, thre
                  "masked_percent": cfg.task.n2v.masked_percent, "tta": cfg.inference.tta}
 
 
+def supervised(noisy: np.ndarray, truth: np.ndarray, steps: int, batch: int, patch: int,
+               threads: int = THREADS, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """The ceiling: the same preset, network and budget trained *with* the clean image as its target.
+
+    What no N2V user has (CARE's supervised restoration, ``task.kind: regression``, MSE on every pixel),
+    so it bounds what a blind-spot model of this size can reach in this many steps. The target is mapped
+    into the noisy image's normalised units (the same affine map ``to_raw_units`` inverts), so the output
+    goes back to raw units exactly like ours.
+    """
+    import torch
+
+    from im2im_engine import Engine, Sample, load_config
+    from im2im_engine.config import preset_dir
+    from im2im_engine.data import normalize
+    from im2im_engine.n2v import to_raw_units
+
+    torch.set_num_threads(threads)
+    raw = __import__("yaml").safe_load((preset_dir() / "denoise_n2v_2d.yaml").read_text())
+    raw.pop("loop", None)
+    raw["task"] = {"kind": "regression", "loss": "mse", "out_channels": 1, "normalize_target": False}
+    raw["uncertainty"] = {"method": "variance", "passes": 4, "reduction": "mean"}
+    cfg = load_config(raw, {"training": {"steps": steps, "batch_size": batch, "amp": False, "seed": seed},
+                            "data": {"patch_size": [patch, patch]}})
+    norm = normalize(noisy[None].astype(np.float32), cfg.data)[0].astype(np.float64)
+    a = float(((norm - norm.mean()) * (noisy - noisy.mean())).mean() / norm.var())
+    target = ((truth - (noisy.mean() - a * norm.mean())) / a).astype(np.float32)
+    eng = Engine.from_config(cfg, device="cpu")
+    c0 = time.process_time()
+    eng.train([Sample(noisy, target, None, "noisy")])
+    train_cpu = time.process_time() - c0
+    out = to_raw_units(eng.predict(noisy[None]).output, noisy[None], cfg)[0]
+    return out, {"train_cpu_s": train_cpu}
+
+
 def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n2v2: bool = False,
               threads: int = THREADS, seed: int = 1, masked_percent: float | None = None) -> tuple[np.ndarray, dict]:
     """CAREamics' N2V (or N2V2) on ``noisy`` in its own venv; ``masked_percent`` None: CAREamics' default."""
@@ -119,12 +155,15 @@ def careamics(py: Path, noisy: np.ndarray, steps: int, batch: int, patch: int, n
 
 def run(quick: bool = False, install: bool = False, threads: int = THREADS, images: tuple[str, ...] = (),
         seeds: int = 1, careamics_n2v2: bool = False, steps: int | None = None, batch: int | None = None,
-        masked_percent: float | None = None, careamics_masked_percent: float | None = None) -> list[Result]:
+        masked_percent: float | None = None, careamics_masked_percent: float | None = None,
+        with_ceiling: bool = True) -> list[Result]:
     """One row per image and N2V variant; with ``seeds`` > 1 every side trains that many times (seeds 0.. for
     ours, 1.. for CAREamics) and the figures are medians (PSNR after 60 steps varies by about 1 dB by seed).
     ``careamics_n2v2``: also train CAREamics' N2V2, the baseline of our N2V2 rows (else CAREamics' N2V).
     ``steps`` / ``batch`` replace the budget's; ``masked_percent`` replaces our preset's masked share,
-    ``careamics_masked_percent`` CAREamics' default (0.2 %), so one method choice can be compared alone."""
+    ``careamics_masked_percent`` CAREamics' default (0.2 %), so one method choice can be compared alone.
+    ``with_ceiling``: also train the same network on the clean truth (:func:`supervised`, seed 0 once per
+    image), the ceiling next to the noisy floor."""
     from im2im_engine.metrics import psnr
 
     steps_, batch_, patch = (60, 8, 64) if quick else (300, 16, 64)
@@ -138,6 +177,12 @@ def run(quick: bool = False, install: bool = False, threads: int = THREADS, imag
         rng = float(truth.max() - truth.min())
         noisy_psnr = psnr(noisy, truth, rng)
         gauss_psnr, sigma = best_gaussian(noisy, truth)
+        ceiling = None
+        if with_ceiling:
+            out, info = supervised(noisy, truth, steps, batch, patch, threads)
+            ceiling = psnr(out, truth, rng)
+            print(f"  {name} supervised on the truth (ceiling): PSNR {ceiling:.2f} dB, "
+                  f"train {info['train_cpu_s']:.0f} CPU s", flush=True)
         runs: dict[str, list[tuple[float, dict]]] = {}
         for s in range(seeds):
             order = ["careamics", "n2v", "n2v2", "careamics_n2v2"]
@@ -159,7 +204,7 @@ def run(quick: bool = False, install: bool = False, threads: int = THREADS, imag
                 extra = f" (one pass {info['one_pass_psnr']:.2f})" if "one_pass_psnr" in info else ""
                 print(f"  {name} {who} seed {s}: PSNR {value:.2f} dB{extra}, train {info['train_s']:.0f} s "
                       f"({info['train_cpu_s']:.0f} CPU s)", flush=True)
-        results += [_row(name, who, noisy.shape, runs, noisy_psnr, gauss_psnr, sigma,
+        results += [_row(name, who, noisy.shape, runs, noisy_psnr, gauss_psnr, sigma, ceiling,
                          {"steps": steps, "batch": batch, "patch": patch, "threads": threads, "seeds": seeds,
                           "peak_photons": peak, "read_noise": read})
                     for who in ("n2v", "n2v2")]
@@ -167,7 +212,7 @@ def run(quick: bool = False, install: bool = False, threads: int = THREADS, imag
 
 
 def _row(name: str, who: str, shape: tuple[int, ...], runs: dict[str, list[tuple[float, dict]]],
-         noisy_psnr: float, gauss_psnr: float, sigma: float, params: dict) -> Result:
+         noisy_psnr: float, gauss_psnr: float, sigma: float, ceiling: float | None, params: dict) -> Result:
     """The table row of our ``who`` (n2v / n2v2) on one image, from every side's runs (medians over seeds)."""
 
     def med(side: str, key: str | None = None) -> float:
@@ -186,6 +231,8 @@ def _row(name: str, who: str, shape: tuple[int, ...], runs: dict[str, list[tuple
             f"ours {value:.2f} dB ({value - noisy_psnr:+.2f}; one pass per window {med(who, 'one_pass_psnr'):.2f}, "
             f"{first['masked_percent']} % masked); train {med(who, 'train_s'):.0f} s wall / {cpu:.0f} s CPU, "
             f"predict {med(who, 'predict_s'):.1f} s")
+    if ceiling is not None:
+        note += f"; ceiling (same network and budget supervised on the truth) {ceiling:.2f} dB"
     if base is not None:
         note += (f"; {ref_name} ({base[0][1]['masked_percent']} % masked) {med(ref):.2f} dB, train "
                  f"{med(ref, 'train_s'):.0f} s wall / {med(ref, 'train_cpu_s'):.0f} s CPU (torch {base[0][1].get('torch')})")
@@ -206,6 +253,7 @@ def _row(name: str, who: str, shape: tuple[int, ...], runs: dict[str, list[tuple
         ratio_def=f"ours - {ref_name} (dB, medians); CPU-time ratio in the note",
         goal=">= +4 dB over noisy, > tuned Gaussian, >= CAREamics - 0.3 dB at <= its time", met=met, note=note,
         params={**params, "noisy_psnr": noisy_psnr, "gaussian_psnr": gauss_psnr, "gaussian_sigma": sigma,
+                "ceiling_psnr": ceiling,
                 "baseline": ref_name, "ours": [{"psnr": v, **i} for v, i in runs[who]],
                 "careamics": {k: [{"psnr": v, **i} for v, i in runs[k]]
                               for k in ("careamics", "careamics_n2v2") if k in runs}})
@@ -226,10 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masked-percent", type=float, help="ours: instead of the preset's task.n2v.masked_percent")
     parser.add_argument("--careamics-masked-percent", type=float,
                         help="CAREamics: instead of its default masked_pixel_percentage (0.2)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the ceiling: the same network and budget supervised on the clean truth")
     args = parser.parse_args(argv)
     images = tuple(x.strip() for x in args.images.split(",") if x.strip())
     rows = run(args.quick, args.install_careamics, args.threads, images, args.seeds, args.careamics_n2v2,
-               args.steps, args.batch, args.masked_percent, args.careamics_masked_percent)
+               args.steps, args.batch, args.masked_percent, args.careamics_masked_percent,
+               not args.no_ceiling)
     print(table(rows))
     for r in rows:
         print(f"- {r.id}: {r.note}")

@@ -4,7 +4,8 @@ Why: a network trained on flipped and rotated patches should give the same answe
 and where it does not, the difference is its error; averaging the outputs of the transformed inputs
 (transformed back) cancels part of that error. CAREamics' documentation describes this as its default
 for predictions (its 0.3 release, which our benchmark installs, has none). On our Noise2Void benchmark it
-adds 0.1-0.5 dB PSNR (``benchmarks/README.md`` #10) for ``len(symmetries)`` times the prediction time.
+adds up to a quarter dB PSNR (``benchmarks/README.md`` #10) for ``len(symmetries)`` times the prediction
+time.
 ``inference.tta`` turns it on (the denoise presets do).
 
 Which symmetries: exactly those ``data.augmentation`` trained on, in the YX plane, so the model never sees

@@ -47,7 +47,8 @@ def test_stroke_window_matches_full_plane_mask():
 
 def test_denoise_benchmark_runs_tiny(monkeypatch, tmp_path):
     """#10 (Noise2Void) on the demo image for two steps: rows for N2V and N2V2 with the preset's output
-    averaging and the one-pass figure beside it, JSON-safe; without CAREamics' venv the note says so."""
+    averaging and the one-pass figure beside it, and the ceiling (the same network supervised on the
+    truth), JSON-safe; without CAREamics' venv the note says so."""
     from benchmarks import denoise
 
     monkeypatch.setenv("IM2IM_CAREAMICS_VENV", str(tmp_path / "no-venv"))
@@ -61,3 +62,4 @@ def test_denoise_benchmark_runs_tiny(monkeypatch, tmp_path):
         assert run["tta"] is True and run["masked_percent"] == 1.0 and np.isfinite(run["one_pass_psnr"])
         assert r["params"]["steps"] == 2 and r["baseline"] is None and "CAREamics not run" in r["note"]
         assert "one pass per window" in r["note"] and np.isfinite(r["ours"]["median"])
+        assert np.isfinite(r["params"]["ceiling_psnr"]) and "supervised on the truth" in r["note"]

@@ -58,10 +58,12 @@ def _square_image(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).gamma(2.0, 20.0, (1, 32, 32)).astype(np.float32)
 
 
-def test_tta_output_is_the_mean_of_the_transformed_plain_passes_and_equivariant():
+@pytest.mark.parametrize("kind", ["denoise", "semantic"])
+def test_tta_output_is_the_mean_of_the_transformed_plain_passes_and_equivariant(kind):
     """One 32² window: the averaged output is exactly the mean of eight plain predictions of turned and
-    flipped copies (each turned back), so it turns and flips with its input; one plain pass does not."""
-    eng = Engine.from_config(cfg_with(), device="cpu")
+    flipped copies (each turned back), so it turns and flips with its input; one plain pass does not.
+    For segmentation the probabilities are averaged and the labels follow them."""
+    eng = Engine.from_config(cfg_with(kind=kind), device="cpu")
     image = _square_image()
     out = eng.predict(image).output
     manual = np.zeros_like(out)
@@ -77,6 +79,9 @@ def test_tta_output_is_the_mean_of_the_transformed_plain_passes_and_equivariant(
     np.testing.assert_allclose(eng.predict(turned).output, np.rot90(out, 1, axes=(1, 2)), atol=1e-5)
     plain, plain_turned = eng.predict(image, tta=False).output, eng.predict(turned, tta=False).output
     assert np.abs(plain_turned - np.rot90(plain, 1, axes=(1, 2))).max() > 1e-3
+    if kind == "semantic":
+        labels = eng.predict(image).labels
+        np.testing.assert_array_equal(labels, np.argmax(out, 0))
 
 
 def test_tta_keeps_the_uncertainty_and_averages_the_scored_output():
