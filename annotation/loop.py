@@ -401,7 +401,9 @@ def learning_curve(project: Project) -> list[dict]:
     """One row per model version: metric against the number of corrected images used.
 
     ``metric`` is the held-out validation value when there is one, else the model's agreement with the
-    corrections made while it was current (``metric_source`` says which).
+    corrections made while it was current (``metric_source`` says which). A denoise model has neither
+    (nobody corrects a denoised image): its value is its acceptance check's, the blind-spot PSNR on the
+    image left out of its round (``check``).
     """
     key = PRIMARY_METRIC[project.task]
     rows = []
@@ -411,6 +413,8 @@ def learning_curve(project: Project) -> list[dict]:
             metric, source = metrics[key], "held-out"
         elif f"corrections_{key}" in metrics:
             metric, source = metrics[f"corrections_{key}"], "corrections"
+        elif project.task == "denoise" and (metrics.get("check") or {}).get("child") is not None:
+            metric, source = metrics["check"]["child"], "check"
         else:
             metric, source = None, None
         rows.append({"version": m["version"], "n_corrected": m["n_corrected"], "metrics": metrics,

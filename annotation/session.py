@@ -91,11 +91,14 @@ def excluded_images(project: Project) -> list[tuple[int, str, str]]:
 
 
 # ------------------------------------------------------------------------------------------- words
-METRIC_WORDS = {"dice": "overlap (Dice)", "ap50": "instances matched (AP50)", "psnr": "PSNR"}
+METRIC_WORDS = {"dice": "overlap (Dice)", "ap50": "instances matched (AP50)", "psnr": "PSNR",
+                "blindspot_psnr": "blind-spot PSNR (hidden pixels predicted from their neighbours)"}
+#: Metrics in decibels; the others are fractions, said as percentages.
+DB_METRICS = ("psnr", "blindspot_psnr")
 
 
 def _value(metric: str, value: float) -> str:
-    return f"{value:.1f} dB" if metric == "psnr" else f"{100 * value:.0f}%"
+    return f"{value:.1f} dB" if metric in DB_METRICS else f"{100 * value:.0f}%"
 
 
 def check_words(check: dict, version: int | None, parent: int | None = None) -> str:
@@ -108,6 +111,8 @@ def check_words(check: dict, version: int | None, parent: int | None = None) -> 
     images = list(check.get("images") or [])
     if rule == "held-out":
         where = f"the {len(images)} image{'s' if len(images) != 1 else ''} you marked done that it did not train on"
+    elif rule == "rotating" and metric == "blindspot_psnr":  # denoise: no labels, the image itself judges
+        where = f"{images[0] if images else 'one image'}, left out of this round"
     elif rule == "rotating":
         where = (f"{images[0] if images else 'one image'}, left out of this round (its label may still be a "
                  "pseudo label)")
@@ -139,6 +144,10 @@ def curve_words(project: Project) -> str:
     """What the learning curve plots, for the caption under it."""
     metric = PRIMARY_METRIC[project.task]
     words = METRIC_WORDS.get(metric, metric)
+    if project.task == "denoise":
+        return (f"Each point is a model version: across, how many images were marked done when it was trained; "
+                f"up, its {words} in dB on an image left out of its round (higher: the model predicts the "
+                "image better from its neighbours). ✕ marks a version that was not accepted.")
     return (f"Each point is a model version: across, how many images you had corrected when it was trained; "
             f"up, its {words} on done images it did not train on (before there are any: how well its "
             "predictions matched the corrections you then made). ✕ marks a version that was not accepted.")

@@ -2,9 +2,9 @@
 
 Why a widget of its own: a denoising project has nothing to paint; the person judges the model by comparing
 the noisy image with its denoised version at the same place and zoom, on the same contrast (levels come
-from the raw image, so the denoised one is not stretched to look better). :func:`attach` adds it as a dock
-to the main window and keeps it on the open image and the current model; nothing else in the window
-depends on it.
+from the raw image, so the denoised one is not stretched to look better). :func:`attach` puts it where the
+main window's painting canvas was (the canvas stays, hidden, as the loader of each image) and keeps it on
+the open image, its Z plane and the current model; nothing else in the window depends on it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QDockWidget, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -56,6 +56,8 @@ class DenoiseView(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 1000)
         self.slider.setValue(500)
+        self.slider.setSingleStep(10)  # arrow keys move the line by 1 % of the width, Page Up / Down by 10 %
+        self.slider.setPageStep(100)
         self.z_slider = QSlider(Qt.Orientation.Horizontal)
         self.z_slider.setToolTip("Z plane")
         controls = QHBoxLayout()
@@ -156,16 +158,38 @@ def denoised_output(window: MainWindow, name: str) -> np.ndarray | None:
     return out
 
 
+#: Window actions that edit a label: a denoise project has none to edit, so they are switched off.
+LABEL_ACTIONS = ("undo", "redo", "new_instance", "accept", "brush_smaller", "brush_bigger", "close_polygon",
+                 "toggle:labels", "toggle:prediction", "toggle:ignore", "outline")
+
+
 def attach(window: MainWindow) -> DenoiseView:
-    """Dock a :class:`DenoiseView` in ``window``, following the open image and each new model."""
+    """Put a :class:`DenoiseView` where ``window``'s painting canvas was, following the open image and each
+    new model.
+
+    A denoise project has nothing to paint, so the canvas (which still loads each image: the queue, the
+    review bar and the Z / channel handling read it) is hidden, the Tools panel and the label-editing
+    actions are off, and *Done → next* means "I have looked at this image's output".
+    """
     from . import workers
 
     view = DenoiseView()
-    dock = QDockWidget("Denoised", window)
-    dock.setObjectName("dock_denoised")
-    dock.setWidget(view)
-    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-    window.docks["Denoised"] = dock
+    window.view.hide()
+    window.central_box.addWidget(view, 1)
+    window.docks["Tools"].hide()
+    window.docks["Tools"].toggleViewAction().setEnabled(False)
+    window.menus["tools"].menuAction().setVisible(False)
+    window.reset_menu.menuAction().setVisible(False)
+    for action_id, act in window.actions.items():
+        if action_id.startswith("tool:") or action_id in LABEL_ACTIONS or action_id.startswith("reset:"):
+            act.setEnabled(False)
+    review = window.review
+    review.reset_button.hide()
+    review.source.hide()
+    review.done_button.setToolTip("I have looked at this image and its denoised output: mark it done and open "
+                                  "the next one in the queue (Ctrl+Enter)")
+    window.denoise_view = view
+    window.denoise_pending = False
 
     def refresh(*_args) -> None:
         loaded = window.view.loaded
@@ -173,16 +197,25 @@ def attach(window: MainWindow) -> DenoiseView:
             return
         name = loaded.record.name
         version = window.project.store.current_model
+        window.denoise_pending = True
 
         def show(out) -> None:
             current = window.view.loaded
             if current is not None and current.record.name == name:
-                caption = f"raw | denoised by v{version}" if out is not None else ""
+                caption = f"{name}: raw | denoised by v{version}" if out is not None else ""
                 view.set_images(current.data[0], None if out is None else out[0], caption)
+                view.z_slider.setValue(window.view.z)  # the plane the window opened the stack on
+                window.denoise_pending = False
 
-        workers.start(lambda: denoised_output(window, name), on_done=show)
+        def failed(exc: BaseException) -> None:
+            window.denoise_pending = False
+            view.caption.setText(f"{name}: could not read the denoised output: {exc}")
+
+        workers.start(lambda: denoised_output(window, name), on_done=show, on_error=failed)
 
     window.image_loaded.connect(refresh)
     window.training.model_updated.connect(refresh)
-    window.denoise_view = view
+    # one Z plane for both: Page Up / Down (the window's keys) move this view, its slider moves the window's
+    window.view.plane_changed.connect(view.z_slider.setValue)
+    view.z_slider.valueChanged.connect(window.view.set_z)
     return view

@@ -158,6 +158,7 @@ def take_screenshot(window: MainWindow, path: str | os.PathLike) -> bool:
     window.resize(*SCREENSHOT_SIZE)
     loaded = wait_for(lambda: window.view.loaded is not None)
     wait_for(lambda: not window.queue._thumbs_pending, 5000)
+    wait_for(lambda: not getattr(window, "denoise_pending", False), 5000)  # a denoise project's output
     QApplication.processEvents()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ok = window.grab().save(str(path), "PNG")

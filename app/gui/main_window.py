@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         box.setSpacing(0)
         box.addWidget(self.review)
         box.addWidget(self.view, 1)
+        self.central_box = box  # a denoise project puts its raw | denoised view here instead of the canvas
         self.setCentralWidget(central)
         self.tool_panel = ToolPanel(self.tools)
         self.layers = LayerPanel()
@@ -103,7 +104,7 @@ class MainWindow(QMainWindow):
         self._menus()
         self.help = HelpOverlay(self)
         self._wire()
-        if project.task == "denoise":  # raw | denoised dock (app/gui/denoise_view.py)
+        if project.task == "denoise":  # raw | denoised in place of the canvas (app/gui/denoise_view.py)
             from .denoise_view import attach
 
             attach(self)
@@ -299,13 +300,14 @@ class MainWindow(QMainWindow):
         self.label_list.show_label(loaded.editor.label, self.view.luts["labels"], now=True)
         self.setWindowTitle(self._title())
         self.review.set_state(loaded.record.review, self._source_words(), loaded.prediction is not None)
-        self.statusBar().showMessage(f"{loaded.record.name}: {self._source_words()}", 5000)
+        source = self._source_words()
+        self.statusBar().showMessage(f"{loaded.record.name}: {source}" if source else loaded.record.name, 5000)
         self._after_save(self.image_id)
         self.image_loaded.emit(self.image_id)
 
     def _source_words(self) -> str:
         ed = self.view.editor
-        if ed is None:
+        if ed is None or self.project.task == "denoise":  # no label to start from
             return ""
         if ed.has_corrected:
             return "your correction"

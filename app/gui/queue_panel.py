@@ -10,6 +10,8 @@ that are actually displayed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
@@ -35,6 +37,16 @@ from .errors import in_words
 STATE_COLOURS = {"untouched": "#9e9e9e", "in_progress": "#ffb74d", "done": "#81c784"}
 STATE_WORDS = {"untouched": "untouched", "in_progress": "in progress", "done": "✓ done"}
 THUMB = 48
+
+
+def score_decimals(scores: list[float | None]) -> int:
+    """One precision for the whole Score column (so its decimals line up): three decimals, more when the
+    largest score is small, so it keeps three significant digits (a denoise project's TTA variances of
+    0.0003 must not read 0.000 on every row); at most 8."""
+    top = max((abs(s) for s in scores if s is not None), default=0.0)
+    if top <= 0 or not math.isfinite(top):
+        return 3
+    return int(min(8, max(3, 2 - math.floor(math.log10(top)))))
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -54,6 +66,7 @@ class QueueModel(QAbstractTableModel):
     def __init__(self, want_thumbnail, parent=None):
         super().__init__(parent)
         self.entries: list[loop.QueueEntry] = []
+        self.decimals = 3  # of the Score column, from its largest score (score_decimals)
         self.icons: dict[int, QIcon] = {}
         self._want_thumbnail = want_thumbnail
 
@@ -74,7 +87,7 @@ class QueueModel(QAbstractTableModel):
         e = self.entries[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return (str(e.rank + 1), e.name, "—" if e.score is None else f"{e.score:.3f}",
+            return (str(e.rank + 1), e.name, "—" if e.score is None else f"{e.score:.{self.decimals}f}",
                     STATE_WORDS.get(e.state, e.state))[col]
         if role == Qt.ItemDataRole.DecorationRole and col == 1:
             icon = self.icons.get(e.image_id)
@@ -97,6 +110,7 @@ class QueueModel(QAbstractTableModel):
         """Replace the rows; icons made earlier are kept (the panel owns the cache)."""
         self.beginResetModel()
         self.entries = entries
+        self.decimals = score_decimals([e.score for e in entries])
         self.endResetModel()
 
     def row_changed(self, row: int) -> None:

@@ -138,13 +138,15 @@ class TrainingPanel(QWidget):
         self.score_button.clicked.connect(lambda: self.start_scoring())
         self.stop_button.clicked.connect(lambda: self.stop())
         settings = QSettings()
+        # a denoise project has nothing to correct: its images count once a person marks them done
+        self.done_word = "reviewed" if project.task == "denoise" else "corrected"
         self.auto = QCheckBox("Auto-retrain after")
         self.auto.setChecked(bool(settings.value("training/auto", True, type=bool)))
-        self.auto.setToolTip("Start a round by itself once this many images were newly corrected")
+        self.auto.setToolTip(f"Start a round by itself once this many images were newly {self.done_word}")
         self.every = QSpinBox()
         self.every.setRange(1, 1000)
         self.every.setValue(project.loop.retrain_every)
-        self.every.setSuffix(" corrected")
+        self.every.setSuffix(f" {self.done_word}")
         self.auto.toggled.connect(lambda on: QSettings().setValue("training/auto", on))
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -165,7 +167,10 @@ class TrainingPanel(QWidget):
         self.loss_curve = self.live.plot(pen=pg.mkPen(LOSS_COLOUR, width=2))
         self.metric_curve = self.live.plot(pen=pg.mkPen(METRIC_COLOUR, width=2), symbol="o", symbolSize=5,
                                            symbolBrush=METRIC_COLOUR)
-        self.curve = _plot("Learning curve", self.primary, "corrected images", integer_x=True)
+        axis = {"blindspot_psnr": "blind-spot PSNR (dB)", "psnr": "PSNR (dB)", "dice": "Dice",
+                "ap50": "AP50"}.get(self.primary, self.primary)
+        across = "images marked done" if project.task == "denoise" else "corrected images"
+        self.curve = _plot("Learning curve", axis, across, integer_x=True)
         self.curve_item = self.curve.plot(pen=pg.mkPen("#81c784", width=2), symbol="o", symbolSize=7,
                                           symbolBrush="#81c784")
         self.rejected_item = self.curve.plot(pen=None, symbol="x", symbolSize=9, symbolPen="#e57373")
@@ -317,11 +322,11 @@ class TrainingPanel(QWidget):
         self.status.setVisible(bool(text))
 
     def set_counts(self, since_current: int) -> None:
-        """Images corrected since the current model (after every save, from the store)."""
+        """Images corrected (denoise: reviewed) since the current model (after every save, from the store)."""
         current = self.project.store.current_model
         since = "so far" if current is None else f"since v{current}"
         auto = f"; a new round starts after {self.every.value()}" if self.auto.isChecked() and current else ""
-        self.counter.setText(f"{since_current} image{'s' if since_current != 1 else ''} corrected {since}{auto}")
+        self.counter.setText(f"{since_current} image{'s' if since_current != 1 else ''} {self.done_word} {since}{auto}")
 
     # ------------------------------------------------------------------ run
     def maybe_auto_retrain(self, since_current: int | None = None) -> bool:

@@ -120,6 +120,15 @@ def test_queue_scores_are_shown_with_one_precision(with_models, reopen, qtbot):
     assert shown == ["0.000", "0.123", "0.500", "1.250"]
 
 
+def test_small_scores_keep_three_significant_digits_in_one_precision():
+    """A denoise project's TTA variances (~3e-4) would read 0.000 on every row at three decimals."""
+    from app.gui.queue_panel import score_decimals
+
+    assert score_decimals([0.123456, 0.000015, 0.5, 1.25]) == 3
+    assert score_decimals([0.000301, 0.000256, None]) == 6
+    assert score_decimals([None]) == 3 and score_decimals([0.0, 0.0]) == 3 and score_decimals([1e-12]) == 8
+
+
 def test_export_dialog_warns_on_a_0_step_model_and_escape_waits_for_the_export(gui_project, reopen, qtbot,
                                                                                  monkeypatch):
     from annotation import export as export_module
