@@ -31,7 +31,7 @@ from .trainset import training_weights, weight_map
 
 Progress = Callable[[int, int, str], None]
 MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
-DATA_FORMATS = ("labels", "pairs")
+DATA_FORMATS = ("labels", "pairs", "denoised")
 FORMATS = MODEL_FORMATS + DATA_FORMATS
 #: Which stored label an ``--versions all`` export takes per image, best first.
 LABEL_PREFERENCE = ("corrected", "prediction", "pseudo")
@@ -53,8 +53,12 @@ class ExportReport:
     n_images: int = 0
 
     def summary(self) -> str:
-        what = f"model v{self.model_version} as {self.format}" if self.model_version else \
-            f"{self.n_images} {self.format}"
+        if self.format in MODEL_FORMATS:
+            what = f"model v{self.model_version} as {self.format}"
+        elif self.model_version is not None:
+            what = f"{self.n_images} images {self.format} by v{self.model_version}"
+        else:
+            what = f"{self.n_images} {self.format}"
         diffs = {k: v for k, v in self.checks.items() if k.endswith("max_abs_diff") and "eager" not in k}
         extra = "; " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) if diffs else ""
         return f"exported {what} to {self.path}{extra}"
@@ -205,12 +209,16 @@ def choose_labels(project: Project, versions: str = "corrected",
 
 
 def _file_names(rows: list[LabelRow]) -> dict[int, str]:
+    return _file_names_for([r.image for r in rows])
+
+
+def _file_names_for(images: list[ImageRecord]) -> dict[int, str]:
     """Image names as file stems; duplicates (same stem in two folders) get the image id appended."""
     counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.image.name] = counts.get(r.image.name, 0) + 1
-    safe = {r.image.id: "".join(c if c.isalnum() or c in "-_." else "_" for c in r.image.name) for r in rows}
-    return {r.image.id: safe[r.image.id] + (f"_{r.image.id}" if counts[r.image.name] > 1 else "") for r in rows}
+    for im in images:
+        counts[im.name] = counts.get(im.name, 0) + 1
+    safe = {im.id: "".join(c if c.isalnum() or c in "-_." else "_" for c in im.name) for im in images}
+    return {im.id: safe[im.id] + (f"_{im.id}" if counts[im.name] > 1 else "") for im in images}
 
 
 def correction_record(project: Project, image_id: int) -> dict:
@@ -408,15 +416,41 @@ def default_output(project: Project, fmt: str, version: int | None = None) -> Pa
     return project.exports_dir / f"{fmt}{tag}-{stamp}"
 
 
+def formats_for(task: str) -> tuple[str, ...]:
+    """The export formats a project of ``task`` offers: a denoise project has no labels but denoised images."""
+    return MODEL_FORMATS + (("denoised",) if task == "denoise" else ("labels", "pairs"))
+
+
+def _not_for_task(project: Project, fmt: str) -> str:
+    if project.task == "denoise":
+        return (f"{project.root}: a denoise project has no labels to export as {fmt}; export the denoised "
+                "images (--format denoised) or the model (torchscript, onnx, bioimageio)")
+    return (f"{project.root}: --format {fmt} is for denoise projects (this one is {project.task}); "
+            "`im2im-active predict --probabilities` writes a model's outputs")
+
+
 def export(project: Project, fmt: str, output: str | os.PathLike | None = None, *, version: int | None = None,
-           versions: str = "corrected", overwrite: bool = False, progress: Progress | None = None) -> ExportReport:
-    """One entry point for the CLI and the GUI: models, labels or training pairs."""
+           versions: str = "corrected", overwrite: bool = False, progress: Progress | None = None,
+           should_stop: Callable[[], bool] | None = None) -> ExportReport:
+    """One entry point for the CLI and the GUI: models, labels or training pairs, or denoised images.
+
+    ``should_stop`` cancels a denoised export between images (the others are quick or cannot stop halfway).
+    """
     if fmt not in FORMATS:
         raise ExportFailed(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    if fmt not in formats_for(project.task):
+        raise ExportFailed(_not_for_task(project, fmt))
     if fmt in MODEL_FORMATS:
         if output is None:
             output = default_output(project, fmt, resolve_version(project, version)["version"])
         return export_model(project, fmt, output, version=version, overwrite=overwrite, progress=progress)
+    if fmt == "denoised":
+        from .export_denoised import export_denoised
+
+        if output is None:
+            output = default_output(project, fmt, resolve_version(project, version)["version"])
+        return export_denoised(project, output, version=version, overwrite=overwrite, progress=progress,
+                               should_stop=should_stop)
     output = output or default_output(project, fmt)
     func = export_labels if fmt == "labels" else export_pairs
     return func(project, output, versions=versions, overwrite=overwrite, progress=progress)

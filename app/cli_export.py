@@ -91,12 +91,17 @@ def cmd_import_model(args: argparse.Namespace) -> int:
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add("export", cmd_export, "export the model (torchscript, onnx, bioimageio) or the labels/training pairs")
+    p = add("export", cmd_export, "export the model (torchscript, onnx, bioimageio) or the labels/training pairs "
+            "(a denoise project: the denoised images)")
     p.add_argument("project")
-    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "bioimageio", "labels", "pairs"])
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "bioimageio", "labels", "pairs",
+                                                       "denoised"],
+                   help="denoised: every image of a denoise project through the model, float32 OME-TIFF in the "
+                   "raw image's units")
     p.add_argument("--output", help="folder to write (a .zip for bioimageio packs it); "
                    "default: PROJECT/exports/FORMAT-...")
-    p.add_argument("--model-version", type=int, help="model version to export (default: the current one)")
+    p.add_argument("--model-version", type=int, help="model version to export, or to denoise with (default: the "
+                   "current one)")
     p.add_argument("--versions", choices=["corrected", "all"], default="corrected",
                    help="labels/pairs: corrected images only, or every image with its best label")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -106,7 +111,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--model", help="an exported model folder (torchscript, onnx, bioimageio) instead of a project")
     p.add_argument("--model-version", type=int, help="with PROJECT: model version (default: the current one)")
     p.add_argument("--input", required=True, help="folder of images (searched recursively)")
-    p.add_argument("--output", required=True, help="folder for NAME_labels.ome.tif (+ NAME_probabilities.ome.tif)")
+    p.add_argument("--output", required=True, help="folder for NAME_labels.ome.tif (+ NAME_probabilities.ome.tif); "
+                   "a denoise model writes NAME_denoised.ome.tif")
     p.add_argument("--probabilities", action="store_true", help="also write the probabilities / raw output")
 
     p = add("import-model", cmd_import_model, "start from an existing checkpoint (a MONAI state dict matching "

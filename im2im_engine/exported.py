@@ -149,9 +149,18 @@ def _stem(path: Path) -> str:
 
 def output_names(image: Path, input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     """(labels file, probabilities/output file): the input's sub-folders are mirrored under ``output_dir``."""
-    rel = image.parent.relative_to(input_dir)
-    base = output_dir / rel / _stem(image)
+    base = _output_base(image, input_dir, output_dir)
     return base.with_name(base.name + "_labels.ome.tif"), base.with_name(base.name + "_probabilities.ome.tif")
+
+
+def denoised_name(image: Path, input_dir: Path, output_dir: Path) -> Path:
+    """``NAME_denoised.ome.tif``: what a denoise model writes for ``image`` (sub-folders mirrored)."""
+    base = _output_base(image, input_dir, output_dir)
+    return base.with_name(base.name + "_denoised.ome.tif")
+
+
+def _output_base(image: Path, input_dir: Path, output_dir: Path) -> Path:
+    return output_dir / image.parent.relative_to(input_dir) / _stem(image)
 
 
 def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
@@ -160,7 +169,9 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
     """Predict every image under ``input_dir`` with ``model`` (an ``Engine`` or :class:`ExportedModel`).
 
     Writes ``NAME_labels.ome.tif`` (int32 class or instance ids, like the app's predictions) and, when
-    ``probabilities`` (always for regression), ``NAME_probabilities.ome.tif`` (float32, C[Z]YX). Timepoint 0
+    ``probabilities`` (always for regression), ``NAME_probabilities.ome.tif`` (float32, C[Z]YX). A denoise
+    model writes ``NAME_denoised.ome.tif`` instead: float32 in the input's own units (the normalisation
+    undone, :func:`im2im_engine.n2v.to_raw_units`), so it opens beside the raw image at one contrast. Timepoint 0
     of each file; physical pixel sizes are carried over with their units as the input states them, and none
     is written where the input has none (:mod:`.calibration`). Files follow the user's umask. A file that
     cannot be read or does not fit the model is reported in ``failed`` and the rest continue.
@@ -192,10 +203,18 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
             sizes = UNCALIBRATED
             result.notes.append((str(path), f"pixel size not written: {exc}"))
         keep = sizes.writer_kwargs() if cfg.data.spatial_dims == 3 else sizes.planar().writer_kwargs()
+        order = "CZYX" if pred.output.ndim == 4 else "CYX"
+        if cfg.task.kind == "denoise":
+            from .n2v import to_raw_units
+
+            out = to_raw_units(pred.output, x, cfg)
+            channels = img.info.channel_names if len(img.info.channel_names) == len(out) else None
+            result.written.append(io.write_ome_tiff(denoised_name(path, input_dir, output_dir), out,
+                                                    dim_order=order, channel_names=channels, **keep))
+            continue
         if pred.labels is not None:
             result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32), **keep))
         if probabilities or pred.labels is None:
-            order = "CZYX" if pred.output.ndim == 4 else "CYX"
             result.written.append(io.write_ome_tiff(prob_file, pred.output.astype(np.float32), dim_order=order,
                                                     channel_names=names, **keep))
     if progress:

@@ -9,6 +9,7 @@ is only exported after the person says so.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import Signal
@@ -28,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation.export import FORMATS, MODEL_FORMATS, default_output
+from annotation.export import MODEL_FORMATS, default_output, formats_for
 from annotation.project import Project
 
 from . import workers
@@ -40,7 +41,10 @@ FORMAT_TEXT = {
     "bioimageio": "Model: BioImage Model Zoo package",
     "labels": "Labels: OME-TIFF + CSV",
     "pairs": "Training pairs: _IM / _GT / _CM (MMV_Im2Im)",
+    "denoised": "Denoised images: OME-TIFF + CSV (every image, raw units)",
 }
+#: Formats that run a model version (the *Model version* row applies to them).
+USES_MODEL = (*MODEL_FORMATS, "denoised")
 
 
 class ExportDialog(QDialog):
@@ -55,8 +59,9 @@ class ExportDialog(QDialog):
         self._untrained = False
         self.setWindowTitle("Export")
         self.format = QComboBox()
-        for fmt in FORMATS:
+        for fmt in formats_for(project.task):
             self.format.addItem(FORMAT_TEXT[fmt], fmt)
+        self._stop = threading.Event()
         self.version = QComboBox()
         current = project.store.current_model
         for m in project.store.models():
@@ -76,7 +81,10 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         form.addRow("Export", self.format)
         form.addRow("Model version", self.version)
-        form.addRow("Labels", self.versions)
+        if project.task != "denoise":  # no labels: its data export is every image, denoised
+            form.addRow("Labels", self.versions)
+        else:
+            self.versions.hide()
         form.addRow("Folder", row)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
@@ -92,6 +100,10 @@ class ExportDialog(QDialog):
         self.close_button = self.buttons.button(QDialogButtonBox.StandardButton.Close)
         self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.ActionRole)
         self.run_button.clicked.connect(lambda: self.start())
+        self.cancel_button = self.buttons.addButton("Cancel export", QDialogButtonBox.ButtonRole.ActionRole)
+        self.cancel_button.setToolTip("Stop after the current image; nothing is written")
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+        self.cancel_button.hide()
         self.buttons.rejected.connect(lambda: self.reject())
         box = QVBoxLayout(self)
         box.addLayout(form)
@@ -112,7 +124,7 @@ class ExportDialog(QDialog):
 
     def _format_changed(self) -> None:
         fmt = self.chosen_format
-        is_model = fmt in MODEL_FORMATS
+        is_model = fmt in USES_MODEL
         self.version.setEnabled(is_model and self.version.count() > 0)
         self.versions.setEnabled(not is_model)
         version = self.version.currentData() if is_model else None
@@ -143,18 +155,26 @@ class ExportDialog(QDialog):
     def _update_run_button(self) -> None:
         blocked = self._untrained and not self.anyway.isChecked()
         self.run_button.setEnabled(self.worker is None and not blocked
-                                   and (self.chosen_format not in MODEL_FORMATS or self.version.count() > 0))
+                                   and (self.chosen_format not in USES_MODEL or self.version.count() > 0))
 
     @property
     def running(self) -> bool:
         return self.worker is not None
 
     def reject(self) -> None:
-        """Escape / Close: not while an export runs (it cannot stop half-way; its result would be lost)."""
+        """Escape / Close: not while an export runs (its result would be lost; a denoised export can be
+        cancelled with *Cancel export*)."""
         if self.running:
             self.status.setText("Exporting… the dialog can close once it is done.")
             return
         super().reject()
+
+    def cancel(self) -> None:
+        """*Cancel export* (denoised images): stop after the current image; the staged files are removed."""
+        if self.running:
+            self._stop.set()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling after this image…")
 
     def _browse(self) -> None:
         start = str(Path(self.output.text()).parent)
@@ -168,7 +188,7 @@ class ExportDialog(QDialog):
         from annotation.export import export
 
         fmt = self.chosen_format
-        version = self.version.currentData() if fmt in MODEL_FORMATS else None
+        version = self.version.currentData() if fmt in USES_MODEL else None
         versions = str(self.versions.currentData())
         output = self.output.text().strip() or None
         bridge = workers.ProgressBridge(self)
@@ -177,9 +197,13 @@ class ExportDialog(QDialog):
         self.close_button.setEnabled(False)
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.status.setText(f"Exporting {fmt}…")
+        self._stop.clear()
+        self.cancel_button.setVisible(fmt == "denoised")  # the others are quick or cannot stop halfway
+        self.cancel_button.setEnabled(True)
 
         def run():
-            return export(self.project, fmt, output, version=version, versions=versions, progress=bridge.report)
+            return export(self.project, fmt, output, version=version, versions=versions, progress=bridge.report,
+                          should_stop=self._stop.is_set)
 
         self.worker = workers.start(run, on_done=self._done, on_error=self._failed)
 
@@ -191,6 +215,7 @@ class ExportDialog(QDialog):
 
     def _done(self, report) -> None:
         self.worker = None
+        self.cancel_button.hide()
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
         self.close_button.setEnabled(True)
@@ -200,6 +225,7 @@ class ExportDialog(QDialog):
 
     def _failed(self, exc: Exception) -> None:
         self.worker = None
+        self.cancel_button.hide()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
         self.close_button.setEnabled(True)

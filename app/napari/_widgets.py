@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotation import loop
-from annotation.export import FORMATS, MODEL_FORMATS, default_output
+from annotation.export import FORMATS, MODEL_FORMATS, default_output, formats_for
 from annotation.project import TASKS, Project
 from annotation.strategies import STRATEGIES
 
@@ -54,7 +54,10 @@ EXPORT_TEXT = {
     "bioimageio": "Model: BioImage Model Zoo",
     "labels": "Labels: OME-TIFF + CSV",
     "pairs": "Training pairs (_IM/_GT/_CM)",
+    "denoised": "Denoised images: OME-TIFF + CSV",
 }
+#: Export formats that run a model version.
+USES_MODEL = (*MODEL_FORMATS, "denoised")
 #: Where pseudo labels of a new project come from.
 LABEL_SOURCES = {"otsu": "Otsu threshold (pseudo labels)", "layers": "Labels layers (matched by name)",
                  "none": "none"}
@@ -797,6 +800,13 @@ class ExportWidget(_PluginWidget):
     def _fill_versions(self, *_: Any) -> None:
         self.version.clear()
         project = self.project
+        offered = formats_for(project.task) if project is not None else FORMATS
+        if [self.format.itemData(i) for i in range(self.format.count())] != list(offered):
+            self.format.blockSignals(True)
+            self.format.clear()
+            for fmt in offered:
+                self.format.addItem(EXPORT_TEXT[fmt], fmt)
+            self.format.blockSignals(False)
         if project is not None:
             current = project.store.current_model
             for m in project.store.models():
@@ -808,7 +818,7 @@ class ExportWidget(_PluginWidget):
 
     def _format_changed(self) -> None:
         fmt = str(self.format.currentData())
-        is_model = fmt in MODEL_FORMATS
+        is_model = fmt in USES_MODEL
         self.version.setEnabled(is_model and self.version.count() > 0)
         self.versions.setEnabled(not is_model)
         self.run_button.setEnabled(self.project is not None and not (is_model and self.version.count() == 0))
@@ -828,12 +838,12 @@ class ExportWidget(_PluginWidget):
         if project is None:
             return None
         fmt = fmt or str(self.format.currentData())
-        if version is None and fmt in MODEL_FORMATS:
+        if version is None and fmt in USES_MODEL:
             version = self.version.currentData()
         versions = versions or str(self.versions.currentData())
         output = output or (self.output.text().strip() or None)
         if output is None:
-            output = default_output(project, fmt, version if fmt in MODEL_FORMATS else None)
+            output = default_output(project, fmt, version if fmt in USES_MODEL else None)
         bridge = self._bridge = _threads.Bridge()
         bridge.event.connect(self.guarded(lambda ev: _set_progress(self.bar, *ev)))
         self.run_button.setEnabled(False)

@@ -198,6 +198,8 @@ def test_labels_round_trip_with_csv(trained: Path, tmp_path: Path) -> None:
 def test_training_pairs(trained: Path, tmp_path: Path) -> None:
     with Project.open(trained) as project:
         store = project.store
+        with pytest.raises(ExportFailed, match="--format denoised is for denoise projects"):
+            export(project, "denoised", tmp_path / "den")
         report = export(project, "pairs", tmp_path / "pairs", versions="all")
         assert report.n_images == 4
         corrected = store.images()[0]

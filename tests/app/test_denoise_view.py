@@ -188,3 +188,37 @@ def test_denoise_window_on_a_stack_follows_the_window_z_plane(tmp_path, reopen, 
     np.testing.assert_array_equal(view.raw_item.image, view.raw[7])
     view.z_slider.setValue(2)  # what a drag of the handle ends in
     assert window.view.z == 2 and view.z == 2
+
+
+def test_denoise_window_exports_the_denoised_images(denoise_project, reopen, tmp_path, qtbot):
+    """File → Export… in a denoise project offers the model and the denoised images, not labels; a person
+    picks the last format, types a folder, clicks Export and gets one float32 file per image."""
+    import tifffile
+    from gui_actions import menu_action, press
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = reopen(denoise_project)
+    menu_action(window, "File", "Export").trigger()
+    dialog = window.export_dialog
+    qtbot.waitExposed(dialog)
+    offered = [dialog.format.itemData(i) for i in range(dialog.format.count())]
+    assert offered == ["torchscript", "onnx", "bioimageio", "denoised"]
+    assert not dialog.versions.isVisible()  # no "Labels" choice: there are none
+    dialog.format.setFocus()
+    QTest.keyClick(dialog.format, Qt.Key.Key_End)
+    assert dialog.chosen_format == "denoised" and dialog.version.isEnabled() and dialog.version.currentData() == 1
+    assert dialog.output.text().startswith(str(window.project.exports_dir / "denoised-v1-"))
+    out = tmp_path / "denoised_export"
+    dialog.output.selectAll()
+    QTest.keyClicks(dialog.output, str(out))
+    with qtbot.waitSignal(dialog.finished_export, timeout=60_000) as blocker:
+        press(dialog.run_button)
+    report = blocker.args[0]
+    assert not isinstance(report, Exception), report
+    assert report.n_images == 2 and "exported 2 images denoised by v1" in dialog.status.text()
+    assert not dialog.cancel_button.isVisible()
+    for name in ("img0", "img1"):
+        got = tifffile.imread(out / "denoised" / f"{name}.ome.tif")
+        assert got.dtype == np.float32 and got.shape == (48, 48) and np.isfinite(got).all()
+    assert (out / "denoised.csv").read_text().count("\n") == 3  # header + two images
