@@ -360,7 +360,7 @@ def next_images(project: Project, n: int | None = None, strategy: str | None = N
                 seed: int | None = None) -> list[QueueEntry]:
     """The batch to correct next: the strategy's top picks plus the configured random share."""
     settings = project.loop
-    strategy = strategy or settings.strategy
+    strategy = strategies.for_task(project.task, strategy or settings.strategy)
     n = settings.batch_size if n is None else n
     cands, states, names = _candidates(project)
     keys = strategies.select(cands, n, strategy, random_share=settings.random_share,
@@ -373,7 +373,7 @@ def queue(project: Project, strategy: str | None = None, state: str | None = Non
     """Every image, ranked for the queue panel: not done by the strategy, done ones at the end. Ranked by
     the scores of model ``version`` (default: the current model; the GUI keeps the last complete ranking
     while a new model's scoring runs)."""
-    strategy = strategy or project.loop.strategy
+    strategy = strategies.for_task(project.task, strategy or project.loop.strategy)
     cands, states, names = _candidates(project, version=version)
     keys = strategies.rank(cands, strategy, labeled_embeddings=_labeled_embeddings(project)) if cands else []
     keys += [i for i, s in sorted(states.items()) if s == "done"]

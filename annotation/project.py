@@ -39,7 +39,8 @@ class LoopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Literal["least_confidence", "margin", "entropy", "bald", "batch_diversity", "random"] = "entropy"
+    strategy: Literal["least_confidence", "margin", "entropy", "bald", "batch_diversity", "random",
+                      "variance"] = "entropy"
     random_share: float = Field(0.1, ge=0.0, le=1.0, description="share of each batch picked at random")
     batch_size: int = Field(5, ge=1, description="images proposed per round")
     retrain_every: int = Field(3, ge=1, description="fine-tune after this many newly corrected images")

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from modAL.utils.selection import multi_argmax
 
-STRATEGIES = ("least_confidence", "margin", "entropy", "bald", "batch_diversity", "random")
+STRATEGIES = ("least_confidence", "margin", "entropy", "bald", "batch_diversity", "random", "variance")
+#: Strategies of a task without classes (regression, denoise): its one measure is the variance of the
+#: output (over MC-dropout draws, or over the trained flips for TTA); class measures do not exist there.
+CONTINUOUS_STRATEGIES = ("variance", "batch_diversity", "random")
+#: Tasks whose outputs are not class probabilities.
+CONTINUOUS_TASKS = ("regression", "denoise")
 
 #: Which per-image score each strategy ranks by (keys of the engine's ``UncertaintyResult.scores``).
 MEASURE = {
@@ -26,7 +31,23 @@ MEASURE = {
     "entropy": "entropy",
     "bald": "bald",
     "batch_diversity": "entropy",
+    "variance": "variance",
 }
+
+
+def offered(task: str) -> tuple[str, ...]:
+    """The strategies that mean something for ``task``: the class measures, or the output variance."""
+    if task in CONTINUOUS_TASKS:
+        return CONTINUOUS_STRATEGIES
+    return tuple(s for s in STRATEGIES if s != "variance")
+
+
+def for_task(task: str, strategy: str) -> str:
+    """``strategy`` as ``task`` can rank by it: a class measure asked of a regression or denoise project
+    (a config written before ``variance`` existed said ``entropy``) is its variance, the score it ranked by."""
+    if task in CONTINUOUS_TASKS and strategy not in CONTINUOUS_STRATEGIES:
+        return "variance"
+    return strategy
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ PSEUDO_METHODS = {
     "otsu": "Otsu threshold + connected components",
     "watershed": "Otsu threshold + distance-transform watershed that splits touching objects (instance only)",
 }
-STRATEGIES = ("least_confidence", "margin", "entropy", "bald", "batch_diversity", "random")
+STRATEGIES = ("least_confidence", "margin", "entropy", "bald", "batch_diversity", "random", "variance")
 TASKS = ["semantic", "instance", "regression", "denoise"]
 
 

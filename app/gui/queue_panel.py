@@ -27,9 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation import loop, session
+from annotation import loop, session, strategies
 from annotation.project import Project
-from annotation.strategies import STRATEGIES
 
 from . import workers
 from .errors import in_words
@@ -141,8 +140,8 @@ class QueuePanel(QWidget):
         self.ranking: session.Ranking | None = None
 
         self.strategy = QComboBox()
-        self.strategy.addItems(list(STRATEGIES))
-        self.strategy.setCurrentText(project.loop.strategy)
+        self.strategy.addItems(list(strategies.offered(project.task)))
+        self.strategy.setCurrentText(strategies.for_task(project.task, project.loop.strategy))
         self.strategy.setToolTip("How images are ranked: most useful to correct first")
         self.state = QComboBox()
         for text, value in (("all", None), ("untouched", "untouched"), ("in progress", "in_progress"),

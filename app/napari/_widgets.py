@@ -40,10 +40,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from annotation import loop
+from annotation import loop, strategies
 from annotation.export import FORMATS, MODEL_FORMATS, default_output, formats_for
 from annotation.project import TASKS, Project
-from annotation.strategies import STRATEGIES
 
 from . import _threads
 from ._session import Session, session_for
@@ -438,7 +437,7 @@ class QueueWidget(_PluginWidget):
         self.entries: list[loop.QueueEntry] = []
         self._generation = 0
         self.strategy = QComboBox()
-        self.strategy.addItems(list(STRATEGIES))
+        self.strategy.addItems(list(strategies.offered("semantic")))  # until a project is open
         self.strategy.setToolTip("How images are ranked: most useful to correct first")
         self.strategy.currentIndexChanged.connect(self.refresh)
         self.table = QTableWidget(0, len(self.COLUMNS))
@@ -501,7 +500,9 @@ class QueueWidget(_PluginWidget):
     def _project_changed(self, project: Project | None) -> None:
         if project is not None:
             self.strategy.blockSignals(True)
-            self.strategy.setCurrentText(project.loop.strategy)
+            self.strategy.clear()
+            self.strategy.addItems(list(strategies.offered(project.task)))
+            self.strategy.setCurrentText(strategies.for_task(project.task, project.loop.strategy))
             self.strategy.blockSignals(False)
         self.refresh()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotation.strategies import Candidate, rank, select
+from annotation.strategies import STRATEGIES, Candidate, for_task, offered, rank, select
 
 
 def _cands(values: list[float], embeddings: list[list[float]] | None = None) -> list[Candidate]:
@@ -25,6 +25,19 @@ def test_uncertainty_strategies_pick_the_most_uncertain(strategy: str) -> None:
 def test_margin_ranks_by_its_own_measure() -> None:
     cands = _cands([0.1, 0.9, 0.5])  # margin measure is -v here: the smallest v is the most useful
     assert select(cands, 1, "margin") == [100]
+
+
+def test_variance_ranks_by_the_output_variance_and_is_what_continuous_tasks_offer() -> None:
+    """Regression and denoise outputs have no classes: their queue offers the variance (which ranks by its
+    own measure, not the main score), diversity and random; a class measure from an older config maps to
+    the variance there and stays itself for segmentation."""
+    cands = [Candidate(100 + i, {"variance": v, "score": -v}) for i, v in enumerate([0.1, 0.9, 0.5])]
+    assert rank(cands, "variance") == [101, 102, 100]
+    for task in ("regression", "denoise"):
+        assert offered(task) == ("variance", "batch_diversity", "random")
+        assert for_task(task, "entropy") == "variance" and for_task(task, "random") == "random"
+    assert "variance" not in offered("semantic") and set(offered("instance")) == set(STRATEGIES) - {"variance"}
+    assert for_task("semantic", "entropy") == "entropy"
 
 
 def test_random_share_mixes_in_random_picks_reproducibly() -> None:

@@ -127,6 +127,9 @@ def test_denoise_window_compares_raw_and_denoised_in_place_of_the_canvas(denoise
     QApplication.processEvents()
     assert view.split_item.image.shape[1] == round(0.6 * 48)
 
+    box = window.queue.strategy  # the queue ranks by the TTA variance: a denoise output has no entropy
+    assert [box.itemText(i) for i in range(box.count())] == ["variance", "batch_diversity", "random"]
+    assert box.currentText() == "variance" and window.project.loop.strategy == "variance"
     scores = {e.name: e.score for e in window.queue.entries}
     model = window.queue.table.model()
     for row in range(model.rowCount()):
