@@ -145,8 +145,8 @@ def curve_words(project: Project) -> str:
     metric = PRIMARY_METRIC[project.task]
     words = METRIC_WORDS.get(metric, metric)
     if project.task == "denoise":
-        return (f"Each point is a model version: across, how many images were marked done when it was trained; "
-                f"up, its {words} in dB on an image left out of its round (higher: the model predicts the "
+        return ("Each point is a model version: across, how many images you had reviewed (Done) when it was "
+                f"trained; up, its {words} in dB on an image left out of its round (higher: the model predicts the "
                 "image better from its neighbours). ✕ marks a version that was not accepted.")
     return (f"Each point is a model version: across, how many images you had corrected when it was trained; "
             f"up, its {words} on done images it did not train on (before there are any: how well its "

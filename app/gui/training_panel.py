@@ -169,7 +169,7 @@ class TrainingPanel(QWidget):
                                            symbolBrush=METRIC_COLOUR)
         axis = {"blindspot_psnr": "blind-spot PSNR (dB)", "psnr": "PSNR (dB)", "dice": "Dice",
                 "ap50": "AP50"}.get(self.primary, self.primary)
-        across = "images marked done" if project.task == "denoise" else "corrected images"
+        across = "images reviewed" if project.task == "denoise" else "corrected images"
         self.curve = _plot("Learning curve", axis, across, integer_x=True)
         self.curve_item = self.curve.plot(pen=pg.mkPen("#81c784", width=2), symbol="o", symbolSize=7,
                                           symbolBrush="#81c784")

@@ -148,6 +148,7 @@ def test_denoise_window_compares_raw_and_denoised_in_place_of_the_canvas(denoise
     qtbot.waitUntil(lambda: window.training.counter.text().startswith("1 image reviewed since v1"), timeout=5000)
     assert window.training.every.suffix() == " reviewed"
     # the learning curve has its point: v1's blind-spot PSNR on the image left out of its round
+    assert window.training.curve.getPlotItem().getAxis("bottom").labelText == "images reviewed"
     xs, ys = window.training.curve_item.getData()
     assert list(xs) == [0] and ys[0] == pytest.approx(store.model(1)["metrics"]["check"]["child"])
 
