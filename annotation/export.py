@@ -33,6 +33,8 @@ Progress = Callable[[int, int, str], None]
 MODEL_FORMATS = ("torchscript", "onnx", "bioimageio")
 DATA_FORMATS = ("labels", "pairs", "denoised")
 FORMATS = MODEL_FORMATS + DATA_FORMATS
+#: Formats that run a model version (``--model-version``): the models, and a denoise project's outputs.
+USES_MODEL = (*MODEL_FORMATS, "denoised")
 #: Which stored label an ``--versions all`` export takes per image, best first.
 LABEL_PREFERENCE = ("corrected", "prediction", "pseudo")
 #: Training pairs learn from corrected, else pseudo labels (as the loop does); predictions come last.
@@ -440,18 +442,16 @@ def export(project: Project, fmt: str, output: str | os.PathLike | None = None, 
         raise ExportFailed(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     if fmt not in formats_for(project.task):
         raise ExportFailed(_not_for_task(project, fmt))
+    if not output:
+        used = resolve_version(project, version)["version"] if fmt in USES_MODEL else None
+        output = default_output(project, fmt, used)
     if fmt in MODEL_FORMATS:
-        if output is None:
-            output = default_output(project, fmt, resolve_version(project, version)["version"])
         return export_model(project, fmt, output, version=version, overwrite=overwrite, progress=progress)
     if fmt == "denoised":
         from .export_denoised import export_denoised
 
-        if output is None:
-            output = default_output(project, fmt, resolve_version(project, version)["version"])
         return export_denoised(project, output, version=version, overwrite=overwrite, progress=progress,
                                should_stop=should_stop)
-    output = output or default_output(project, fmt)
     func = export_labels if fmt == "labels" else export_pairs
     return func(project, output, versions=versions, overwrite=overwrite, progress=progress)
 

@@ -18,8 +18,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from im2im_engine.atomic import follow_umask, replace_dir
 
 from .export import (
@@ -49,7 +47,7 @@ def export_denoised(project: Project, output: str | os.PathLike, *, version: int
     file named: a denoised data set with holes would be quietly wrong.
     """
     from im2im_engine import CheckpointError, Engine, __version__, io
-    from im2im_engine.n2v import to_raw_units
+    from im2im_engine.exported import write_denoised
 
     if project.task != "denoise":
         raise ExportFailed(_not_for_task(project, "denoised"))
@@ -79,15 +77,13 @@ def export_denoised(project: Project, output: str | os.PathLike, *, version: int
             try:
                 img = io.read_image(image.path)
                 x = io.to_spatial(img.data, cfg.data.spatial_dims)
-                out = to_raw_units(engine.predict(x).output, x, cfg)
+                denoised = engine.predict(x).output
             except (io.ImageReadError, ValueError, OSError) as exc:
                 raise ExportFailed(f"{image.path}: cannot denoise it ({' '.join(str(exc).split())}); "
                                    "nothing was written") from None
             rel = f"denoised/{names[image.id]}.ome.tif"
             sizes, note = source_pixel_sizes(image)
-            channels = img.info.channel_names if len(img.info.channel_names) == len(out) else None
-            io.write_ome_tiff(tmp / rel, out.astype(np.float32), dim_order="CZYX" if out.ndim == 4 else "CYX",
-                              channel_names=channels, **sizes.writer_kwargs())
+            write_denoised(tmp / rel, denoised, x, img.info.channel_names, cfg, **sizes.writer_kwargs())
             table.append({"image": image.name, "image_path": image.path, "denoised_file": rel,
                           "split": image.split or "", "model_version": model_version,
                           "units": "the raw image's (float32)", "pixel_size": note})

@@ -163,6 +163,21 @@ def _output_base(image: Path, input_dir: Path, output_dir: Path) -> Path:
     return output_dir / image.parent.relative_to(input_dir) / _stem(image)
 
 
+def write_denoised(path: str | os.PathLike, output: np.ndarray, image: np.ndarray, channel_names: list[str],
+                   cfg: EngineConfig, **sizes: Any) -> Path:
+    """A denoise model's ``output`` for ``image`` (the spatial array it was given) as float32 OME-TIFF in
+    the image's own units (:func:`im2im_engine.n2v.to_raw_units`); the source's channel names are kept when
+    they still fit, ``sizes`` are the writer's pixel-size arguments. The file opens beside the raw one at one
+    contrast: what ``predict`` and a denoise project's ``denoised`` export write."""
+    from . import io
+    from .n2v import to_raw_units
+
+    out = to_raw_units(output, image, cfg)
+    channels = channel_names if len(channel_names) == len(out) else None
+    return io.write_ome_tiff(path, out, dim_order="CZYX" if out.ndim == 4 else "CYX", channel_names=channels,
+                             **sizes)
+
+
 def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
                    probabilities: bool = False, progress: Progress | None = None,
                    should_stop: Callable[[], bool] | None = None) -> FolderPrediction:
@@ -203,18 +218,14 @@ def predict_folder(model: Any, input_dir: str | os.PathLike, output_dir: str | o
             sizes = UNCALIBRATED
             result.notes.append((str(path), f"pixel size not written: {exc}"))
         keep = sizes.writer_kwargs() if cfg.data.spatial_dims == 3 else sizes.planar().writer_kwargs()
-        order = "CZYX" if pred.output.ndim == 4 else "CYX"
         if cfg.task.kind == "denoise":
-            from .n2v import to_raw_units
-
-            out = to_raw_units(pred.output, x, cfg)
-            channels = img.info.channel_names if len(img.info.channel_names) == len(out) else None
-            result.written.append(io.write_ome_tiff(denoised_name(path, input_dir, output_dir), out,
-                                                    dim_order=order, channel_names=channels, **keep))
+            result.written.append(write_denoised(denoised_name(path, input_dir, output_dir), pred.output, x,
+                                                 img.info.channel_names, cfg, **keep))
             continue
         if pred.labels is not None:
             result.written.append(io.write_ome_tiff(labels_file, pred.labels.astype(np.int32), **keep))
         if probabilities or pred.labels is None:
+            order = "CZYX" if pred.output.ndim == 4 else "CYX"
             result.written.append(io.write_ome_tiff(prob_file, pred.output.astype(np.float32), dim_order=order,
                                                     channel_names=names, **keep))
     if progress:

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from annotation.export import MODEL_FORMATS, default_output, formats_for
+from annotation.export import USES_MODEL, default_output, formats_for
 from annotation.project import Project
 
 from . import workers
@@ -43,8 +43,6 @@ FORMAT_TEXT = {
     "pairs": "Training pairs: _IM / _GT / _CM (MMV_Im2Im)",
     "denoised": "Denoised images: OME-TIFF + CSV (every image, raw units)",
 }
-#: Formats that run a model version (the *Model version* row applies to them).
-USES_MODEL = (*MODEL_FORMATS, "denoised")
 
 
 class ExportDialog(QDialog):

@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from annotation import loop, strategies
-from annotation.export import FORMATS, MODEL_FORMATS, default_output, formats_for
+from annotation.export import FORMATS, USES_MODEL, default_output, formats_for
 from annotation.project import TASKS, Project
 
 from . import _threads
@@ -55,8 +55,6 @@ EXPORT_TEXT = {
     "pairs": "Training pairs (_IM/_GT/_CM)",
     "denoised": "Denoised images: OME-TIFF + CSV",
 }
-#: Export formats that run a model version.
-USES_MODEL = (*MODEL_FORMATS, "denoised")
 #: Where pseudo labels of a new project come from.
 LABEL_SOURCES = {"otsu": "Otsu threshold (pseudo labels)", "layers": "Labels layers (matched by name)",
                  "none": "none"}
